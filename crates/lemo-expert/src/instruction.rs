@@ -1,13 +1,13 @@
 //! The fifteen instructions of the expert system (paper, Table 2).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// One instruction the expert system can give the architect (paper, Table 2).
 ///
-/// Serialised as its paper code (`"ACL"`, `"ASC"`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Serialised as its paper code (`"ACL"`, `"ASC"`, ...); read case-insensitively (`"acl"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Instruction {
     /// ACL: add a convolutional layer.
     #[serde(rename = "ACL")]
@@ -121,20 +121,38 @@ impl Instruction {
     /// An imperative phrase ready to be placed in an LLM prompt.
     pub fn phrase(self) -> &'static str {
         match self {
-            Instruction::AddConvLayer => "Add a convolutional layer (with batch normalisation and an activation).",
-            Instruction::AddSkipConnection => "Add a skip (residual) connection around a block of layers.",
-            Instruction::AddDenseLayer => "Add a dense (fully connected) hidden layer before the classifier.",
+            Instruction::AddConvLayer => {
+                "Add a convolutional layer (with batch normalisation and an activation)."
+            }
+            Instruction::AddSkipConnection => {
+                "Add a skip (residual) connection around a block of layers."
+            }
+            Instruction::AddDenseLayer => {
+                "Add a dense (fully connected) hidden layer before the classifier."
+            }
             Instruction::ReduceConvLayer => "Remove a convolutional layer.",
             Instruction::ReduceSkipConnection => "Remove a skip (residual) connection.",
             Instruction::ReduceDenseLayer => "Remove a dense hidden layer.",
             Instruction::AddDropout => "Add a dropout layer (or raise a dropout rate).",
-            Instruction::AddMoreKernels => "Increase the number of filters (kernels) in the convolutional layers.",
-            Instruction::AddWeightInitializer => "Set an explicit weight initialiser (e.g. he_normal) on the weighted layers.",
-            Instruction::AddRegularization => "Add L2 weight regularisation to the weighted layers.",
-            Instruction::ReduceKernels => "Reduce the number of filters (kernels) in the convolutional layers.",
+            Instruction::AddMoreKernels => {
+                "Increase the number of filters (kernels) in the convolutional layers."
+            }
+            Instruction::AddWeightInitializer => {
+                "Set an explicit weight initialiser (e.g. he_normal) on the weighted layers."
+            }
+            Instruction::AddRegularization => {
+                "Add L2 weight regularisation to the weighted layers."
+            }
+            Instruction::ReduceKernels => {
+                "Reduce the number of filters (kernels) in the convolutional layers."
+            }
             Instruction::ReduceDropout => "Remove a dropout layer (or lower a dropout rate).",
-            Instruction::AddMoreNeurons => "Increase the number of neurons in the dense hidden layers.",
-            Instruction::ReduceNeurons => "Reduce the number of neurons in the dense hidden layers.",
+            Instruction::AddMoreNeurons => {
+                "Increase the number of neurons in the dense hidden layers."
+            }
+            Instruction::ReduceNeurons => {
+                "Reduce the number of neurons in the dense hidden layers."
+            }
             Instruction::ReduceRegularization => "Reduce or remove L2 weight regularisation.",
         }
     }
@@ -178,7 +196,9 @@ impl fmt::Display for Instruction {
 
 /// An instruction code that is not one of the paper's fifteen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown instruction `{0}`; expected one of ACL ASC ADL RCL RSC RDL AD AMK AWI AR RK RD AMN RN RR")]
+#[error(
+    "unknown instruction `{0}`; expected one of ACL ASC ADL RCL RSC RDL AD AMK AWI AR RK RD AMN RN RR"
+)]
 pub struct UnknownInstruction(pub String);
 
 impl FromStr for Instruction {
@@ -191,6 +211,14 @@ impl FromStr for Instruction {
             .into_iter()
             .find(|i| i.code().eq_ignore_ascii_case(t))
             .ok_or_else(|| UnknownInstruction(s.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Instruction {
+    /// Reads a paper code, case-insensitively, as [`FromStr`] does.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        code.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -217,6 +245,9 @@ mod tests {
             assert_eq!(i.index(), n);
             let json = serde_json::to_string(&i).expect("serialise");
             assert_eq!(json, format!("\"{}\"", i.code()));
+            let lower: Instruction =
+                serde_json::from_str(&json.to_lowercase()).expect("deserialise");
+            assert_eq!(lower, i);
         }
         assert!("XYZ".parse::<Instruction>().is_err());
     }
