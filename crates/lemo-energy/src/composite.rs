@@ -153,7 +153,7 @@ impl CompositeMeter {
                 }
                 Err(e) => {
                     cpu_notes.push(format!("rapl: {e}"));
-                    memory_notes.push("rapl: not used".to_string());
+                    memory_notes.push("rapl: not available (see the CPU note)".to_string());
                 }
             }
         } else {

