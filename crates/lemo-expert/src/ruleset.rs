@@ -434,6 +434,22 @@ impl RuleSet {
     }
 
     /// Reads and checks a rule book file; errors name the file.
+    ///
+    /// ```
+    /// # use lemo_metrics::{Observed, PaperDataset};
+    /// # let dir = std::env::temp_dir().join(format!("lemo-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("my-book.toml");
+    /// # std::fs::write(&path, lemo_expert::PAPER_RULEBOOK_TOML)?;
+    /// # let user = PaperDataset::Cifar10.appendix_configuration();
+    /// # let observed = Observed::new(0.8, 0.7, 2e-3, 2e-5, 15_000.0, 300_000);
+    /// let book = lemo_expert::RuleSet::from_path(&path)?;
+    /// let next = lemo_expert::RuleBook::advise(&book, &user, &observed);
+    /// println!("{}", next.render());
+    /// # assert_eq!(next.len(), 4);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, RuleBookError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| RuleBookError::Io {
