@@ -218,6 +218,19 @@ mod tests {
     }
 
     #[test]
+    fn docs_worked_example() {
+        // docs/metrics.md: setting 2, CIFAR-10 thresholds.
+        let u = crate::PaperDataset::Cifar10.setting(2).unwrap_or_default();
+        let o = Observed::new(0.90, 0.76, 2e-3, 2e-5, 15_000.0, 2_000_000);
+        let e = Effectiveness::of(&u, &o);
+        assert!(close(e.weights.aw, 0.3) && close(e.weights.fw, 0.0) && close(e.weights.ew, 0.2));
+        assert!(close(e.nf, 15.0 / 35.0));
+        assert!(close(e.tne, 2.0 / 3.0) && close(e.vne, 2.0 / 3.0));
+        assert!(close(e.cm, 0.3 * 1.66 - 0.2 * 4.0 / 3.0));
+        assert_eq!(format!("{:.4}", e.cm), "0.2313");
+    }
+
+    #[test]
     fn linear_ratio_caps_and_run_range_scales() {
         let u = user(EffectivenessWeights {
             aw: 0.0,
