@@ -180,7 +180,8 @@ impl EffectivenessWeights {
 /// ```
 ///
 /// Every deserialisation (TOML, JSON, or embedded in another serde document) validates the
-/// values; an invalid one is an error naming the field.
+/// values; an invalid one is an error naming the field. [`Default`] is all priorities 0 with the
+/// default [`Thresholds`] and derived weights.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(try_from = "RawUserMetrics")]
 pub struct UserMetrics {
