@@ -4,13 +4,18 @@
 //! the reports. A node's input defaults to the previous node; `in` names other nodes for
 //! branches; `"input"` is the image.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The id that names the network's input image in a node's `in` list.
 pub const INPUT_ID: &str = "input";
 
 /// A network: named nodes in evaluation order. The last node's output is the logits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialising is strict: unknown fields and ops are errors that name them ([`Graph::from_json`]
+/// gives them as typed [`crate::ArchError`]s, [`crate::parse_answer`] reads whole LLM answers).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Graph {
     /// A short name for the network (free text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -20,7 +25,7 @@ pub struct Graph {
 }
 
 /// One layer of the network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Node {
     /// Unique id of the node (not `"input"`).
     pub id: String,
@@ -40,7 +45,7 @@ pub struct Node {
 }
 
 /// Spatial padding of a convolution or pooling window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Padding {
     /// `"same"` or `"valid"`.
@@ -50,7 +55,7 @@ pub enum Padding {
 }
 
 /// Named padding modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaddingMode {
     /// Symmetric zero padding of `dilation * (kernel - 1) / 2` pixels per side (integer
@@ -68,7 +73,7 @@ impl Default for Padding {
 }
 
 /// Weight initialisers (the AWI instruction).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Init {
     /// He (Kaiming) normal: N(0, sqrt(2 / fan_in)).
@@ -118,7 +123,7 @@ fn default_bn_momentum() -> f64 {
 }
 
 /// An operation with its hyper-parameters. Serialised with the tag `"op"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// 2-D convolution, square kernel.
@@ -305,6 +310,199 @@ impl Op {
     /// Whether the op merges several inputs (add, concat).
     pub fn is_merge(&self) -> bool {
         matches!(self, Op::Add | Op::Concat)
+    }
+
+    /// Whether the op has a weight kernel (conv kinds, dense): the nodes where `init` and `l2`
+    /// apply.
+    pub fn has_kernel(&self) -> bool {
+        matches!(
+            self,
+            Op::Conv2d { .. }
+                | Op::DepthwiseConv2d { .. }
+                | Op::SeparableConv2d { .. }
+                | Op::Dense { .. }
+        )
+    }
+
+    /// Whether the op is one of the convolutions (conv2d, depthwise, separable).
+    pub fn is_conv(&self) -> bool {
+        matches!(
+            self,
+            Op::Conv2d { .. } | Op::DepthwiseConv2d { .. } | Op::SeparableConv2d { .. }
+        )
+    }
+
+    /// The fields an op takes besides the node's common ones (`id`, `in`, `op`, `init`, `l2`),
+    /// by op name; `None` for an unknown op.
+    pub fn fields_of(op_name: &str) -> Option<&'static [&'static str]> {
+        Some(match op_name {
+            "conv2d" => &[
+                "filters", "kernel", "stride", "padding", "dilation", "groups", "bias",
+            ],
+            "depthwise_conv2d" => &[
+                "kernel",
+                "stride",
+                "padding",
+                "dilation",
+                "multiplier",
+                "bias",
+            ],
+            "separable_conv2d" => &["filters", "kernel", "stride", "padding", "dilation", "bias"],
+            "batch_norm" => &["epsilon", "momentum"],
+            "leaky_relu" => &["slope"],
+            "max_pool" | "avg_pool" => &["kernel", "stride", "padding"],
+            "dense" => &["units", "bias"],
+            "dropout" => &["rate"],
+            "relu" | "gelu" | "silu" | "sigmoid" | "tanh" | "global_avg_pool" | "flatten"
+            | "add" | "concat" => &[],
+            _ => return None,
+        })
+    }
+}
+
+/// Every op name of the IR, as written in the `op` field.
+pub const OP_NAMES: [&str; 18] = [
+    "conv2d",
+    "depthwise_conv2d",
+    "separable_conv2d",
+    "batch_norm",
+    "relu",
+    "gelu",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "leaky_relu",
+    "max_pool",
+    "avg_pool",
+    "global_avg_pool",
+    "flatten",
+    "dense",
+    "dropout",
+    "add",
+    "concat",
+];
+
+/// The fields every node may carry, whatever its op.
+pub const NODE_FIELDS: [&str; 5] = ["id", "in", "op", "init", "l2"];
+
+fn fmt_padding(p: &Padding) -> String {
+    match p {
+        Padding::Named(PaddingMode::Same) => " same".to_string(),
+        Padding::Named(PaddingMode::Valid) => String::new(),
+        Padding::Explicit(0) => String::new(),
+        Padding::Explicit(n) => format!(" pad {n}"),
+    }
+}
+
+fn fmt_stride(s: u32) -> String {
+    if s == 1 {
+        String::new()
+    } else {
+        format!(" /{s}")
+    }
+}
+
+impl std::fmt::Display for Op {
+    /// A compact description, e.g. `conv2d 64 3x3 /2 same`, `dense 100`, `dropout 0.3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.name();
+        match self {
+            Op::Conv2d {
+                filters,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+                bias,
+            } => {
+                write!(
+                    f,
+                    "{name} {filters} {kernel}x{kernel}{}{}",
+                    fmt_stride(*stride),
+                    fmt_padding(padding)
+                )?;
+                if *dilation != 1 {
+                    write!(f, " dil {dilation}")?;
+                }
+                if *groups != 1 {
+                    write!(f, " groups {groups}")?;
+                }
+                if !bias {
+                    write!(f, " no-bias")?;
+                }
+                Ok(())
+            }
+            Op::DepthwiseConv2d {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                multiplier,
+                bias,
+            } => {
+                write!(
+                    f,
+                    "{name} {kernel}x{kernel}{}{}",
+                    fmt_stride(*stride),
+                    fmt_padding(padding)
+                )?;
+                if *dilation != 1 {
+                    write!(f, " dil {dilation}")?;
+                }
+                if *multiplier != 1 {
+                    write!(f, " x{multiplier}")?;
+                }
+                if !bias {
+                    write!(f, " no-bias")?;
+                }
+                Ok(())
+            }
+            Op::SeparableConv2d {
+                filters,
+                kernel,
+                stride,
+                padding,
+                dilation,
+                bias,
+            } => {
+                write!(
+                    f,
+                    "{name} {filters} {kernel}x{kernel}{}{}",
+                    fmt_stride(*stride),
+                    fmt_padding(padding)
+                )?;
+                if *dilation != 1 {
+                    write!(f, " dil {dilation}")?;
+                }
+                if !bias {
+                    write!(f, " no-bias")?;
+                }
+                Ok(())
+            }
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            }
+            | Op::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => {
+                write!(f, "{name} {kernel}x{kernel}")?;
+                if let Some(s) = stride.filter(|s| s != kernel) {
+                    write!(f, " /{s}")?;
+                }
+                write!(f, "{}", fmt_padding(padding))
+            }
+            Op::Dense { units, bias } => {
+                write!(f, "{name} {units}{}", if *bias { "" } else { " no-bias" })
+            }
+            Op::Dropout { rate } => write!(f, "{name} {rate}"),
+            Op::LeakyRelu { slope } => write!(f, "{name} {slope}"),
+            _ => f.write_str(name),
+        }
     }
 }
 
