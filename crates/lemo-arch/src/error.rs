@@ -50,14 +50,14 @@ pub enum ArchError {
         field: String,
     },
     /// An `op` that the IR does not have.
-    #[error("{node}: unknown op `{op}`{}; the ops are {}", suggest(.suggestion), crate::ir::OP_NAMES.join(", "))]
+    #[error("{node}: unknown op `{op}`{}; the ops are {}", .hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default(), crate::ir::OP_NAMES.join(", "))]
     UnknownOp {
         /// The node's id (or its position when it has none).
         node: String,
         /// The op as written.
         op: String,
-        /// The closest known op, when one is close.
-        suggestion: Option<String>,
+        /// What was probably meant, e.g. "did you mean `conv2d`?".
+        hint: Option<String>,
     },
     /// A field that the node's op does not take.
     #[error("{node}: {op} has no field `{field}`; its fields are {}", list(.allowed))]

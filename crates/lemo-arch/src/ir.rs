@@ -15,7 +15,10 @@ pub const INPUT_ID: &str = "input";
 /// Deserialising is strict: unknown fields and ops are errors that name them ([`Graph::from_json`]
 /// gives them as typed [`crate::ArchError`]s, [`crate::parse_answer`] reads whole LLM answers).
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
+#[schemars(
+    deny_unknown_fields,
+    description = "A neural network: named nodes in evaluation order; each node takes the previous node unless `in` names others (\"input\" is the image); the last node's output are the logits."
+)]
 pub struct Graph {
     /// A short name for the network (free text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -29,17 +32,17 @@ pub struct Graph {
 pub struct Node {
     /// Unique id of the node (not `"input"`).
     pub id: String,
-    /// Ids of the nodes feeding this one; `None` means the previous node (or the input for the
-    /// first node).
+    /// Ids of the nodes feeding this one; when absent, the previous node (the input image for
+    /// the first node).
     #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<String>>,
     /// The operation and its hyper-parameters.
     #[serde(flatten)]
     pub op: Op,
-    /// Weight initialiser for weighted ops (conv, dense); `None` keeps the trainer's default.
+    /// Weight initialiser of a conv or dense node; when absent, the trainer's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<Init>,
-    /// L2 regularisation factor on this node's weights; `None` or 0 means none.
+    /// L2 regularisation factor on a conv or dense node's weights; absent or 0 means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l2: Option<f64>,
 }

@@ -69,10 +69,10 @@ pub fn parse_answer(text: &str) -> Result<Parsed, ArchError> {
         }
         return Err(ArchError::NoJson);
     };
-    if complete.len() > 1 {
+    let networks = complete.iter().filter(graphish).count();
+    if networks > 1 {
         notes.push(format!(
-            "found {} JSON blocks, used the last complete one that holds a network",
-            complete.len()
+            "found {networks} JSON blocks holding a network, used the last complete one"
         ));
     }
     if blocks.iter().any(|b| !b.complete && b.start > block.start) {
@@ -240,12 +240,23 @@ fn op_alias(op: &str) -> Option<&'static str> {
             "swish" => "silu",
             "depthwise" | "dwconv" | "depthwise_conv" => "depthwise_conv2d",
             "separable" | "sepconv" | "separable_conv" => "separable_conv2d",
-            "softmax" | "log_softmax" => {
-                "nothing: remove it, the last node's output are the logits"
-            }
             _ => return None,
         },
     )
+}
+
+/// A hint for an unknown op: the op probably meant, or advice.
+fn op_hint(op: &str) -> Option<String> {
+    if op.to_ascii_lowercase().contains("softmax") {
+        return Some(
+            "remove it: the last node's output are the logits and the loss applies softmax"
+                .to_string(),
+        );
+    }
+    op_alias(op)
+        .map(str::to_string)
+        .or_else(|| closest(op, OP_NAMES))
+        .map(|s| format!("did you mean `{s}`?"))
 }
 
 fn node_label(i: usize, map: &Map<String, Value>) -> String {
@@ -293,13 +304,11 @@ pub(crate) fn node_from_value(i: usize, value: Value) -> Result<Node, ArchError>
         None => return Err(bad("has no `op`".to_string())),
     };
     let Some(fields) = Op::fields_of(&op_name) else {
-        let suggestion = op_alias(&op_name)
-            .map(str::to_string)
-            .or_else(|| closest(&op_name, OP_NAMES));
+        let hint = op_hint(&op_name);
         return Err(ArchError::UnknownOp {
             node,
             op: op_name,
-            suggestion,
+            hint,
         });
     };
     let inputs = match map.remove("in") {
