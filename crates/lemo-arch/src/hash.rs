@@ -34,34 +34,37 @@ impl Graph {
             .enumerate()
             .map(|(i, n)| (n.id.as_str(), i))
             .collect();
-        let nodes: Vec<Value> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let inputs: Vec<Value> = match &n.inputs {
-                    None => vec![if i == 0 { json!(-1) } else { json!(i - 1) }],
-                    Some(list) => list
-                        .iter()
-                        .map(|id| {
-                            if id == INPUT_ID {
-                                json!(-1)
-                            } else {
-                                match index.get(id.as_str()) {
-                                    Some(&j) => json!(j),
-                                    None => json!(format!("?{id}")),
-                                }
+        let mut out = String::with_capacity(64 * self.nodes.len());
+        out.push('[');
+        for (i, n) in self.nodes.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let inputs: Vec<Value> = match &n.inputs {
+                None => vec![if i == 0 { json!(-1) } else { json!(i - 1) }],
+                Some(list) => list
+                    .iter()
+                    .map(|id| {
+                        if id == INPUT_ID {
+                            json!(-1)
+                        } else {
+                            match index.get(id.as_str()) {
+                                Some(&j) => json!(j),
+                                None => json!(format!("?{id}")),
                             }
-                        })
-                        .collect(),
-                };
-                let op = serde_json::to_value(canonical_op(&n.op)).unwrap_or(Value::Null);
-                let l2 = n.l2.filter(|l| *l != 0.0).unwrap_or(0.0);
-                let init = serde_json::to_value(n.init).unwrap_or(Value::Null);
-                json!([op, inputs, init, l2])
-            })
-            .collect();
-        serde_json::to_string(&nodes).unwrap_or_default()
+                        }
+                    })
+                    .collect(),
+            };
+            // Serialising these plain types cannot fail.
+            let op = serde_json::to_string(&canonical_op(&n.op)).unwrap_or_default();
+            let inputs = serde_json::to_string(&inputs).unwrap_or_default();
+            let init = serde_json::to_string(&n.init).unwrap_or_default();
+            let l2 = n.l2.filter(|l| *l != 0.0).unwrap_or(0.0);
+            let _ = write!(out, "[{op},{inputs},{init},{l2:?}]");
+        }
+        out.push(']');
+        out
     }
 }
 

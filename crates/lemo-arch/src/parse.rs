@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{ArchError, closest};
-use crate::ir::{Graph, NODE_FIELDS, Node, OP_NAMES, Op};
+use crate::ir::{Graph, NODE_FIELDS, Node, OP_NAMES, Op, Padding};
 
 /// Answers longer than this are refused before scanning (no architecture is a megabyte).
 pub const MAX_ANSWER_BYTES: usize = 4 << 20;
@@ -78,15 +78,21 @@ pub fn parse_answer(text: &str) -> Result<Parsed, ArchError> {
     if blocks.iter().any(|b| !b.complete && b.start > block.start) {
         notes.push("ignored a truncated JSON block after the one used".to_string());
     }
-    let (cleaned, removed) = clean(&text[block.start..block.end]);
-    if removed.comments {
-        notes.push("removed comments from the JSON".to_string());
-    }
-    if removed.trailing_commas {
-        notes.push("removed trailing commas from the JSON".to_string());
-    }
-    let value: Value =
-        serde_json::from_str(&cleaned).map_err(|e| syntax_error(e, cleaned.len()))?;
+    let raw = &text[block.start..block.end];
+    // Clean JSON (the usual case) parses as is; only otherwise strip comments and commas.
+    let value: Value = match serde_json::from_str(raw) {
+        Ok(v) => v,
+        Err(_) => {
+            let (cleaned, removed) = clean(raw);
+            if removed.comments {
+                notes.push("removed comments from the JSON".to_string());
+            }
+            if removed.trailing_commas {
+                notes.push("removed trailing commas from the JSON".to_string());
+            }
+            serde_json::from_str(&cleaned).map_err(|e| syntax_error(e, cleaned.len()))?
+        }
+    };
     let value = unwrap_wrapper(value, &mut notes);
     let graph = graph_from_value(value)?;
     Ok(Parsed { graph, notes })
@@ -373,19 +379,110 @@ pub(crate) fn node_from_value(i: usize, value: Value) -> Result<Node, ArchError>
             )));
         }
     }
-    let op: Op = serde_json::from_value(Value::Object(map)).map_err(|e| {
-        let msg = e.to_string();
-        bad(format!(
-            "{op_name}: {}",
-            msg.replace("u32", "a non-negative integer")
-        ))
-    })?;
+    let op = op_from_fields(&op_name, &map).map_err(bad)?;
     Ok(Node {
         id,
         inputs,
         op,
         init,
         l2,
+    })
+}
+
+/// A field of an op: `Ok(default)` when absent or null, else the value read strictly.
+fn field<T: serde::de::DeserializeOwned>(
+    map: &Map<String, Value>,
+    op: &str,
+    key: &str,
+    default: Option<T>,
+) -> Result<T, String> {
+    match (map.get(key), default) {
+        (None | Some(Value::Null), Some(d)) => Ok(d),
+        (None | Some(Value::Null), None) => Err(format!("{op} needs `{key}`")),
+        (Some(v), _) => T::deserialize(v).map_err(|e| {
+            format!(
+                "{op} `{key}`: {}",
+                e.to_string().replace("u32", "a non-negative integer")
+            )
+        }),
+    }
+}
+
+/// The op named `name` from its fields (already checked to be known), field by field so that an
+/// error names the field.
+fn op_from_fields(name: &str, m: &Map<String, Value>) -> Result<Op, String> {
+    let u = |key: &str, default: Option<u32>| field::<u32>(m, name, key, default);
+    let f = |key: &str, default: Option<f64>| field::<f64>(m, name, key, default);
+    let pad = || field::<Padding>(m, name, "padding", Some(Padding::default()));
+    let bias = || field::<bool>(m, name, "bias", Some(true));
+    Ok(match name {
+        "conv2d" => Op::Conv2d {
+            filters: u("filters", None)?,
+            kernel: u("kernel", None)?,
+            stride: u("stride", Some(1))?,
+            padding: pad()?,
+            dilation: u("dilation", Some(1))?,
+            groups: u("groups", Some(1))?,
+            bias: bias()?,
+        },
+        "depthwise_conv2d" => Op::DepthwiseConv2d {
+            kernel: u("kernel", None)?,
+            stride: u("stride", Some(1))?,
+            padding: pad()?,
+            dilation: u("dilation", Some(1))?,
+            multiplier: u("multiplier", Some(1))?,
+            bias: bias()?,
+        },
+        "separable_conv2d" => Op::SeparableConv2d {
+            filters: u("filters", None)?,
+            kernel: u("kernel", None)?,
+            stride: u("stride", Some(1))?,
+            padding: pad()?,
+            dilation: u("dilation", Some(1))?,
+            bias: bias()?,
+        },
+        "batch_norm" => Op::BatchNorm {
+            epsilon: f("epsilon", Some(1e-5))?,
+            momentum: f("momentum", Some(0.1))?,
+        },
+        "relu" => Op::Relu,
+        "gelu" => Op::Gelu,
+        "silu" => Op::Silu,
+        "sigmoid" => Op::Sigmoid,
+        "tanh" => Op::Tanh,
+        "leaky_relu" => Op::LeakyRelu {
+            slope: f("slope", Some(0.01))?,
+        },
+        "max_pool" | "avg_pool" => {
+            let kernel = u("kernel", None)?;
+            let stride = field::<Option<u32>>(m, name, "stride", Some(None))?;
+            let padding = pad()?;
+            if name == "max_pool" {
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                }
+            } else {
+                Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                }
+            }
+        }
+        "global_avg_pool" => Op::GlobalAvgPool,
+        "flatten" => Op::Flatten,
+        "dense" => Op::Dense {
+            units: u("units", None)?,
+            bias: bias()?,
+        },
+        "dropout" => Op::Dropout {
+            rate: f("rate", None)?,
+        },
+        "add" => Op::Add,
+        "concat" => Op::Concat,
+        other => return Err(format!("unknown op `{other}`")),
     })
 }
 
@@ -615,6 +712,49 @@ mod tests {
         let v: Value = serde_json::from_str(&s).expect("valid after clean");
         assert_eq!(v["a"], "x // y, }");
         assert_eq!(v["b"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn every_op_reads_back_what_serde_writes() -> Result<(), ArchError> {
+        for name in OP_NAMES {
+            let mut m = Map::new();
+            for (k, v) in [("filters", 8), ("kernel", 3), ("units", 4)] {
+                if Op::fields_of(name).is_some_and(|f| f.contains(&k)) {
+                    m.insert(k.to_string(), Value::from(v));
+                }
+            }
+            if name == "dropout" {
+                m.insert("rate".to_string(), Value::from(0.5));
+            }
+            let op = op_from_fields(name, &m).map_err(|message| ArchError::BadField {
+                node: name.into(),
+                message,
+            })?;
+            assert_eq!(op.name(), name);
+            let written = serde_json::to_value(Node {
+                id: "n".into(),
+                inputs: None,
+                op: op.clone(),
+                init: None,
+                l2: None,
+            })
+            .map_err(|_| ArchError::NoJson)?;
+            let back = node_from_value(0, written)?;
+            assert_eq!(back.op, op, "{name}");
+            let serde_op: Op =
+                serde_json::from_value(serde_json::to_value(&op).map_err(|_| ArchError::NoJson)?)
+                    .map_err(|_| ArchError::NoJson)?;
+            assert_eq!(serde_op, op, "{name}");
+        }
+        let err = node_from_value(
+            0,
+            serde_json::json!({"id": "c", "op": "conv2d", "kernel": 3, "filters": "8"}),
+        );
+        assert!(
+            err.err()
+                .is_some_and(|e| e.to_string().contains("conv2d `filters`"))
+        );
+        Ok(())
     }
 
     #[test]
