@@ -48,6 +48,13 @@ fn bench(c: &mut Criterion) {
             assert!(matches!(parsed, Ok(Ok(_))));
         })
     });
+    let json = g.to_json_pretty();
+    c.bench_function("from_json 200 nodes", |b| {
+        b.iter(|| Graph::from_json(std::hint::black_box(&json)))
+    });
+    c.bench_function("serde_json Value 200 nodes", |b| {
+        b.iter(|| serde_json::from_str::<serde_json::Value>(std::hint::black_box(&json)))
+    });
     c.bench_function("validate+count 200 nodes", |b| {
         b.iter(|| std::hint::black_box(&g).validate(&task))
     });
