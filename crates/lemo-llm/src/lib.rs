@@ -1,20 +1,59 @@
 //! LeMo-NADe architects: OpenAI, Gemini, OpenAI-compatible local servers and an offline
 //! rule-following architect.
+//!
+//! Two traits are the seams. A [`ChatModel`] sends messages and returns text (with usage and
+//! latency): [`OpenAiChat`] (OpenAI and every OpenAI-compatible server) and [`GeminiChat`]
+//! implement it, with a per-request timeout and retries ([`RetryPolicy`]). An [`Architect`]
+//! proposes networks: [`LlmArchitect`] does it over any chat model with a [`PromptBook`];
+//! [`OfflineArchitect`] applies the expert system's instructions as graph edits without any
+//! LLM. [`ArchitectConfig::build`] picks one from configuration.
+//!
+//! Both traits return boxed futures, so they are object safe (`Box<dyn Architect>`) and need no
+//! `async-trait`; a synchronous caller runs them with [`block_on`].
+//!
+//! ```
+//! use lemo_arch::{Limits, Task};
+//! use lemo_llm::{ArchitectConfig, TaskBrief, block_on};
+//!
+//! let architect = ArchitectConfig::default().build()?; // offline
+//! let brief = TaskBrief {
+//!     dataset: "CIFAR-10".into(),
+//!     task: Task { input: [3, 32, 32], classes: 10, limits: Limits::default() },
+//!     notes: String::new(),
+//!     seed: 7,
+//! };
+//! let proposal = block_on(architect.propose_initial(&brief))?;
+//! assert!(proposal.design().is_some());
+//! # Ok::<(), lemo_llm::LlmError>(())
+//! ```
 
+mod architect;
 mod chat;
+mod config;
 mod error;
 mod gemini;
+mod offline;
 mod openai;
+mod prompt;
 mod retry;
 mod secret;
 
+pub use architect::{
+    AnswerProblem, Architect, Design, LlmArchitect, Proposal, ProposalKind, read_answer,
+};
 pub use chat::{
     AnswerSchema, BoxFuture, ChatModel, ChatRequest, ChatResponse, Message, Role, TokenUsage,
 };
+pub use config::{ArchitectConfig, block_on};
 pub use error::LlmError;
 pub use gemini::{
     GEMINI_BASE_URL, GEMINI_DEFAULT_MODEL, GeminiChat, GeminiConfig, to_gemini_schema,
 };
+pub use offline::{OFFLINE_NAME, OfflineArchitect, OfflineConfig};
 pub use openai::{OPENAI_BASE_URL, OPENAI_DEFAULT_MODEL, OpenAiChat, OpenAiConfig};
+pub use prompt::{
+    DEFAULT_INITIAL, DEFAULT_NEXT, DEFAULT_REPAIR, DEFAULT_SYSTEM, Feedback, IR_RULES, PromptBook,
+    TaskBrief, compact_json, metrics_text, task_text,
+};
 pub use retry::RetryPolicy;
 pub use secret::{REDACTED, Secret};

@@ -1,0 +1,86 @@
+//! [`ArchitectConfig`]: which architect a run uses, chosen by configuration.
+
+use crate::LlmError;
+use crate::architect::{Architect, LlmArchitect};
+use crate::gemini::{GeminiChat, GeminiConfig};
+use crate::offline::{OfflineArchitect, OfflineConfig};
+use crate::openai::{OpenAiChat, OpenAiConfig};
+use crate::prompt::PromptBook;
+use serde::{Deserialize, Serialize};
+
+/// Which architect to use, as written in a run's configuration (TOML or JSON), tagged by
+/// `kind`:
+///
+/// ```toml
+/// kind = "openai"
+/// model = "qwen2.5-coder:7b"
+/// base_url = "http://localhost:11434/v1"
+/// temperature = 0.6
+/// ```
+///
+/// The default is the offline architect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ArchitectConfig {
+    /// The offline, rule-following architect (no LLM, no key).
+    Offline(OfflineConfig),
+    /// OpenAI or any OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio).
+    #[serde(rename = "openai")]
+    OpenAi(OpenAiConfig),
+    /// Google Gemini.
+    Gemini(GeminiConfig),
+}
+
+impl Default for ArchitectConfig {
+    fn default() -> Self {
+        ArchitectConfig::Offline(OfflineConfig::default())
+    }
+}
+
+impl ArchitectConfig {
+    /// Builds the architect with the default prompts. Keys come from the environment.
+    pub fn build(&self) -> Result<Box<dyn Architect>, LlmError> {
+        self.build_with(PromptBook::default())
+    }
+
+    /// Builds the architect with these prompts (ignored by the offline architect).
+    pub fn build_with(&self, prompts: PromptBook) -> Result<Box<dyn Architect>, LlmError> {
+        prompts.check()?;
+        Ok(match self {
+            ArchitectConfig::Offline(c) => Box::new(OfflineArchitect::new(c.clone())),
+            ArchitectConfig::OpenAi(c) => Box::new(
+                LlmArchitect::new(OpenAiChat::new(c.clone())?)
+                    .with_prompts(prompts)
+                    .with_structured_output(c.structured_output),
+            ),
+            ArchitectConfig::Gemini(c) => Box::new(
+                LlmArchitect::new(GeminiChat::new(c.clone())?)
+                    .with_prompts(prompts)
+                    .with_structured_output(c.structured_output),
+            ),
+        })
+    }
+
+    /// Reads a configuration from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, LlmError> {
+        toml::from_str(text).map_err(|e| LlmError::Config(format!("architect TOML: {e}")))
+    }
+}
+
+/// Runs an architect's future to completion on a fresh single-threaded runtime, for callers
+/// that are not async themselves. Inside an async runtime, `.await` the future instead (this
+/// returns a configuration error there rather than panicking).
+pub fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, LlmError>>,
+) -> Result<T, LlmError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(LlmError::Config(
+            "block_on called inside an async runtime; await the architect's future instead".into(),
+        ));
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LlmError::Config(format!("tokio runtime: {e}")))?
+        .block_on(future)
+}
