@@ -229,7 +229,7 @@ impl PromptBook {
             ("notes", brief.notes.clone()),
             ("round", feedback.round.to_string()),
             ("previous", compact_json(&feedback.previous)),
-            ("previous_summary", summary),
+            ("previous_summary", summary.trim_end().to_string()),
             ("metrics", metrics_text(&feedback.observed)),
             ("instructions", feedback.command.render()),
         ]);
@@ -353,7 +353,14 @@ pub fn compact_json(graph: &Graph) -> String {
 
 fn render(name: &str, template: &str, vars: &BTreeMap<&str, String>) -> Result<String, LlmError> {
     fill(template, vars)
-        .map(|s| s.trim_end().to_string())
+        .map(|s| {
+            s.lines()
+                .map(str::trim_end)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim_end()
+                .to_string()
+        })
         .map_err(|e| LlmError::Prompt(format!("template `{name}`: {e}")))
 }
 

@@ -52,7 +52,7 @@ fn a_chat_model_of_ones_own_plugs_in() -> TestResult {
         // Popped from the end: first a prose answer with a bad network, then a good one.
         answers: Mutex::new(vec![
             network_json(),
-            "Here you go: {\"nodes\": [{\"id\": \"fc\", \"op\": \"dense\", \"units\": 7}]}".into(),
+            "Here you go: {\"nodes\": [{\"id\": \"g\", \"op\": \"global_avg_pool\"}, {\"id\": \"fc\", \"op\": \"dense\", \"units\": 7}]}".into(),
         ]),
         seen: Mutex::new(Vec::new()),
     };
