@@ -1,0 +1,125 @@
+//! What training and measuring one network reports.
+
+use lemo_energy::EnergyReport;
+use serde::{Deserialize, Serialize};
+
+/// How a training run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Status {
+    /// All configured epochs ran.
+    Completed,
+    /// Early stopping ended training after this epoch (0-based).
+    EarlyStopped {
+        /// Last epoch run.
+        epoch: usize,
+    },
+    /// The wall-clock budget ran out during this epoch, after this batch (both 0-based).
+    WallClockBudget {
+        /// Epoch in progress.
+        epoch: usize,
+        /// Last batch trained.
+        batch: usize,
+    },
+    /// The loss became NaN, infinite or exploded at this epoch and batch (0-based): the
+    /// candidate's accuracies are 0 and it was not measured further.
+    Diverged {
+        /// Epoch in progress.
+        epoch: usize,
+        /// Batch whose loss diverged.
+        batch: usize,
+        /// The loss, when it was a finite number.
+        loss: Option<f64>,
+    },
+}
+
+impl Status {
+    /// Whether the network trained without diverging.
+    pub fn is_usable(&self) -> bool {
+        !matches!(self, Status::Diverged { .. })
+    }
+}
+
+/// One epoch of training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// Epoch index (0-based).
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (augmented data, dropout on).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch's batches (augmented data, dropout on).
+    pub train_accuracy: f64,
+    /// Validation loss (cross-entropy, mean per image).
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_accuracy: f64,
+    /// Learning rate used during the epoch.
+    pub learning_rate: f64,
+    /// Wall-clock seconds of the epoch (training and validation).
+    pub seconds: f64,
+    /// Training images processed per second during the epoch.
+    pub train_images_per_second: f64,
+}
+
+/// Inference speed of the deployment form (batch norm folded, dropout removed), each timing
+/// taken with the device synchronised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferenceReport {
+    /// Images per second at batch 1 (1 / mean latency).
+    pub fps_batch1: f64,
+    /// Median latency of one image, milliseconds.
+    pub latency_p50_ms: f64,
+    /// 95th-percentile latency of one image, milliseconds.
+    pub latency_p95_ms: f64,
+    /// The large batch size.
+    pub large_batch: usize,
+    /// Images per second at the large batch.
+    pub fps_large_batch: f64,
+    /// Energy of the whole inference measurement window.
+    pub energy: EnergyReport,
+    /// Trainable parameters left in the deployment form (batch norm folded away).
+    pub deployed_params: u64,
+}
+
+/// Everything measured about one trained network: what the expert system needs (A1, A2, P, F,
+/// E1, E2) and the history behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// How training ended.
+    pub status: Status,
+    /// Backend the network ran on (`flex`, `cuda:0`, ...).
+    pub backend: String,
+    /// One entry per completed epoch.
+    pub history: Vec<EpochStats>,
+    /// A1: accuracy on the non-augmented training set (or its sample), dropout off.
+    pub train_accuracy: f64,
+    /// Number of training images A1 was measured on.
+    pub train_accuracy_images: usize,
+    /// A2: validation accuracy.
+    pub val_accuracy: f64,
+    /// Validation loss at the end.
+    pub val_loss: f64,
+    /// Test accuracy, when the data has a test split and it was asked for.
+    pub test_accuracy: Option<f64>,
+    /// P: trainable parameters (lemo-arch's counting rule).
+    pub params: u64,
+    /// E1: energy of the training window (all epochs, including per-epoch validation).
+    pub train_energy: EnergyReport,
+    /// E2: energy of evaluating the validation set once, after training.
+    pub val_energy: EnergyReport,
+    /// F: inference speed on the deployment form (`None` when skipped or diverged).
+    pub inference: Option<InferenceReport>,
+    /// Images the network was trained on per epoch (after the data-fraction budget).
+    pub train_images: usize,
+    /// Wall-clock seconds of training.
+    pub train_seconds: f64,
+    /// Wall-clock seconds of everything (training, evaluation, measurement).
+    pub total_seconds: f64,
+}
+
+impl Evaluation {
+    /// Epochs run.
+    pub fn epochs(&self) -> usize {
+        self.history.len()
+    }
+}

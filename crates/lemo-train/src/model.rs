@@ -1,0 +1,793 @@
+//! A burn module built at run time from a validated IR graph.
+//!
+//! [`GraphModel`] holds one burn layer per weighted node (convolutions, batch norm, dense,
+//! dropout) in a `Vec`, plus a plan (skipped by burn's derive) that says, for every node of the
+//! graph in order, which inputs it reads and what it computes. The forward pass runs the plan,
+//! keeps each output only while a later node still needs it, and frees it after its last use.
+//!
+//! [`GraphModel::deployment_form`] gives what an edge device would run: batch norm folded into the
+//! convolution or dense layer before it, dropout removed.
+
+use burn::module::{Module, Param, ParamId};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+    PaddingConfig2d,
+};
+use burn::tensor::module::{avg_pool2d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, activation};
+use lemo_arch::{Analysis, Graph, Init, Op, Padding, PaddingMode, Shape, Source};
+
+use crate::TrainError;
+
+/// One burn layer of a [`GraphModel`]: the weighted (or training-mode) part of a node.
+#[derive(Module, Debug)]
+pub enum Layer {
+    /// `conv2d` and `depthwise_conv2d` (a grouped convolution with groups = channels).
+    Conv(Conv2d),
+    /// `separable_conv2d`: depthwise then pointwise.
+    Separable(SeparableConv),
+    /// `batch_norm`, on maps or vectors.
+    Norm(BatchNorm),
+    /// `dense`.
+    Dense(Linear),
+    /// `dropout` (identity outside training).
+    Dropout(Dropout),
+}
+
+/// A separable convolution: depthwise `k`x`k` (no bias), then pointwise 1x1.
+#[derive(Module, Debug)]
+pub struct SeparableConv {
+    /// The depthwise part (groups = input channels).
+    pub depthwise: Conv2d,
+    /// The pointwise 1x1 part.
+    pub pointwise: Conv2d,
+}
+
+/// Where a step reads an input from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Input,
+    Node(usize),
+}
+
+/// What a step computes.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// Runs `layers[index]`.
+    Layer(usize),
+    Relu,
+    Gelu,
+    Silu,
+    Sigmoid,
+    Tanh,
+    LeakyRelu(f64),
+    MaxPool { kernel: usize, stride: usize, pad: usize },
+    AvgPool { kernel: usize, stride: usize, pad: usize },
+    GlobalAvgPool,
+    Flatten,
+    Add,
+    Concat,
+    /// Passes its single input through (folded batch norm, removed dropout).
+    Identity,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Step {
+    id: String,
+    kind: Kind,
+    inputs: Vec<Slot>,
+    /// L2 factor of the node's weights, if any.
+    l2: Option<f64>,
+}
+
+/// The execution plan of a [`GraphModel`] (not a module: skipped by burn's derive).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    steps: Vec<Step>,
+    /// Number of reads of each step's output (the last step counts one extra read: the logits).
+    uses: Vec<usize>,
+    /// Number of reads of the input image.
+    input_uses: usize,
+    input: [usize; 3],
+    classes: usize,
+}
+
+/// An activation flowing through the plan: a batch of maps or of vectors.
+#[derive(Debug, Clone)]
+enum Value {
+    Map(Tensor<4>),
+    Vector(Tensor<2>),
+}
+
+/// A network built from an IR graph: burn layers plus the plan that wires them.
+#[derive(Module, Debug)]
+pub struct GraphModel {
+    /// The burn layers, in node order (only the nodes that have one).
+    pub layers: Vec<Layer>,
+    #[module(skip)]
+    plan: Plan,
+}
+
+fn internal(msg: impl Into<String>) -> TrainError {
+    TrainError::Device(format!("internal plan error: {}", msg.into()))
+}
+
+fn unsupported(node: &str, reason: impl Into<String>) -> TrainError {
+    TrainError::Unsupported {
+        node: node.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Zero padding per side, as lemo-arch defines it (`same` = `dilation * (kernel - 1) / 2`).
+fn resolve_padding(padding: Padding, kernel: usize, dilation: usize) -> usize {
+    match padding {
+        Padding::Named(PaddingMode::Same) => dilation * (kernel.saturating_sub(1)) / 2,
+        Padding::Named(PaddingMode::Valid) => 0,
+        Padding::Explicit(p) => p as usize,
+    }
+}
+
+/// burn's initialiser for an IR initialiser (`None`: burn's default, PyTorch-like).
+fn initializer(init: Option<Init>) -> Option<Initializer> {
+    let sqrt2 = std::f64::consts::SQRT_2;
+    init.map(|init| match init {
+        Init::HeNormal => Initializer::KaimingNormal {
+            gain: sqrt2,
+            fan_out_only: false,
+        },
+        Init::HeUniform => Initializer::KaimingUniform {
+            gain: sqrt2,
+            fan_out_only: false,
+        },
+        Init::GlorotNormal => Initializer::XavierNormal { gain: 1.0 },
+        Init::GlorotUniform => Initializer::XavierUniform { gain: 1.0 },
+        Init::LecunNormal => Initializer::KaimingNormal {
+            gain: 1.0,
+            fan_out_only: false,
+        },
+    })
+}
+
+fn positive(node: &str, what: &str, v: u32) -> Result<usize, TrainError> {
+    if v == 0 {
+        Err(unsupported(node, format!("{what} must be at least 1")))
+    } else {
+        Ok(v as usize)
+    }
+}
+
+struct ConvSpec {
+    in_c: usize,
+    out_c: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    groups: usize,
+    bias: bool,
+}
+
+fn build_conv(spec: &ConvSpec, init: Option<Init>, device: &Device) -> Conv2d {
+    let p = spec.pad;
+    let mut config = Conv2dConfig::new([spec.in_c, spec.out_c], [spec.kernel, spec.kernel])
+        .with_stride([spec.stride, spec.stride])
+        .with_dilation([spec.dilation, spec.dilation])
+        .with_groups(spec.groups)
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_bias(spec.bias);
+    let chosen = initializer(init);
+    if let Some(i) = chosen.clone() {
+        config = config.with_initializer(i);
+    }
+    let mut conv = config.init(device);
+    // An explicit initialiser is a kernel initialiser (Keras semantics): biases start at zero.
+    if chosen.is_some() && spec.bias {
+        conv.bias = Some(Initializer::Zeros.init([spec.out_c], device));
+    }
+    conv
+}
+
+fn map_channels(node: &str, shape: Shape) -> Result<usize, TrainError> {
+    match shape {
+        Shape::Map { c, .. } => Ok(c),
+        Shape::Vector { .. } => Err(unsupported(node, format!("needs a feature map, got {shape}"))),
+    }
+}
+
+impl GraphModel {
+    /// Builds the model of a graph on a device from its validated analysis
+    /// (`graph.validate(task)`). Parameters are initialised lazily from the device's RNG: seed the
+    /// device first for reproducible weights.
+    pub fn new(
+        graph: &Graph,
+        analysis: &Analysis,
+        input: [usize; 3],
+        classes: usize,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        if graph.nodes.is_empty() {
+            return Err(TrainError::InvalidGraph("the graph has no nodes".into()));
+        }
+        if analysis.nodes.len() != graph.nodes.len() {
+            return Err(TrainError::InvalidGraph(format!(
+                "analysis has {} nodes, graph has {}",
+                analysis.nodes.len(),
+                graph.nodes.len()
+            )));
+        }
+        let mut layers = Vec::new();
+        let mut steps = Vec::with_capacity(graph.nodes.len());
+        for (i, (node, info)) in graph.nodes.iter().zip(&analysis.nodes).enumerate() {
+            let id = node.id.as_str();
+            let mut inputs = Vec::with_capacity(info.inputs.len());
+            for source in &info.inputs {
+                inputs.push(match *source {
+                    Source::Input => Slot::Input,
+                    Source::Node(j) if j < i => Slot::Node(j),
+                    Source::Node(j) => {
+                        return Err(unsupported(id, format!("reads node {j}, not computed before")));
+                    }
+                });
+            }
+            let first = *info
+                .input_shapes
+                .first()
+                .ok_or_else(|| unsupported(id, "has no input"))?;
+            if inputs.is_empty() {
+                return Err(unsupported(id, "has no input"));
+            }
+            let mut push_layer = |layer: Layer| {
+                layers.push(layer);
+                Kind::Layer(layers.len() - 1)
+            };
+            let kind = match &node.op {
+                Op::Conv2d {
+                    filters,
+                    kernel,
+                    stride,
+                    padding,
+                    dilation,
+                    groups,
+                    bias,
+                } => {
+                    let in_c = map_channels(id, first)?;
+                    let kernel = positive(id, "kernel", *kernel)?;
+                    let dilation = positive(id, "dilation", *dilation)?;
+                    let groups = positive(id, "groups", *groups)?;
+                    let out_c = positive(id, "filters", *filters)?;
+                    if in_c % groups != 0 || out_c % groups != 0 {
+                        return Err(unsupported(
+                            id,
+                            format!("groups {groups} must divide {in_c} input and {out_c} output channels"),
+                        ));
+                    }
+                    let spec = ConvSpec {
+                        in_c,
+                        out_c,
+                        kernel,
+                        stride: positive(id, "stride", *stride)?,
+                        pad: resolve_padding(*padding, kernel, dilation),
+                        dilation,
+                        groups,
+                        bias: *bias,
+                    };
+                    push_layer(Layer::Conv(build_conv(&spec, node.init, device)))
+                }
+                Op::DepthwiseConv2d {
+                    kernel,
+                    stride,
+                    padding,
+                    dilation,
+                    multiplier,
+                    bias,
+                } => {
+                    let in_c = map_channels(id, first)?;
+                    let kernel = positive(id, "kernel", *kernel)?;
+                    let dilation = positive(id, "dilation", *dilation)?;
+                    let spec = ConvSpec {
+                        in_c,
+                        out_c: in_c * positive(id, "multiplier", *multiplier)?,
+                        kernel,
+                        stride: positive(id, "stride", *stride)?,
+                        pad: resolve_padding(*padding, kernel, dilation),
+                        dilation,
+                        groups: in_c,
+                        bias: *bias,
+                    };
+                    push_layer(Layer::Conv(build_conv(&spec, node.init, device)))
+                }
+                Op::SeparableConv2d {
+                    filters,
+                    kernel,
+                    stride,
+                    padding,
+                    dilation,
+                    bias,
+                } => {
+                    let in_c = map_channels(id, first)?;
+                    let kernel = positive(id, "kernel", *kernel)?;
+                    let dilation = positive(id, "dilation", *dilation)?;
+                    let depthwise = ConvSpec {
+                        in_c,
+                        out_c: in_c,
+                        kernel,
+                        stride: positive(id, "stride", *stride)?,
+                        pad: resolve_padding(*padding, kernel, dilation),
+                        dilation,
+                        groups: in_c,
+                        bias: false,
+                    };
+                    let pointwise = ConvSpec {
+                        in_c,
+                        out_c: positive(id, "filters", *filters)?,
+                        kernel: 1,
+                        stride: 1,
+                        pad: 0,
+                        dilation: 1,
+                        groups: 1,
+                        bias: *bias,
+                    };
+                    push_layer(Layer::Separable(SeparableConv {
+                        depthwise: build_conv(&depthwise, node.init, device),
+                        pointwise: build_conv(&pointwise, node.init, device),
+                    }))
+                }
+                Op::BatchNorm { epsilon, momentum } => {
+                    if !(epsilon.is_finite() && *epsilon > 0.0) {
+                        return Err(unsupported(id, format!("epsilon {epsilon} must be positive")));
+                    }
+                    if !(momentum.is_finite() && (0.0..=1.0).contains(momentum)) {
+                        return Err(unsupported(id, format!("momentum {momentum} must be in [0, 1]")));
+                    }
+                    let features = first.channels();
+                    if features == 0 {
+                        return Err(unsupported(id, "batch norm over zero features"));
+                    }
+                    push_layer(Layer::Norm(
+                        BatchNormConfig::new(features)
+                            .with_epsilon(*epsilon)
+                            .with_momentum(*momentum)
+                            .init(device),
+                    ))
+                }
+                Op::Relu => Kind::Relu,
+                Op::Gelu => Kind::Gelu,
+                Op::Silu => Kind::Silu,
+                Op::Sigmoid => Kind::Sigmoid,
+                Op::Tanh => Kind::Tanh,
+                Op::LeakyRelu { slope } => Kind::LeakyRelu(*slope),
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                }
+                | Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    map_channels(id, first)?;
+                    let kernel = positive(id, "kernel", *kernel)?;
+                    let stride = positive(id, "stride", stride.unwrap_or(kernel as u32))?;
+                    let pad = resolve_padding(*padding, kernel, 1);
+                    if matches!(node.op, Op::MaxPool { .. }) {
+                        Kind::MaxPool {
+                            kernel,
+                            stride,
+                            pad,
+                        }
+                    } else {
+                        Kind::AvgPool {
+                            kernel,
+                            stride,
+                            pad,
+                        }
+                    }
+                }
+                Op::GlobalAvgPool => {
+                    map_channels(id, first)?;
+                    Kind::GlobalAvgPool
+                }
+                Op::Flatten => Kind::Flatten,
+                Op::Dense { units, bias } => {
+                    let d_in = match first {
+                        Shape::Vector { features } => features,
+                        Shape::Map { .. } => {
+                            return Err(unsupported(
+                                id,
+                                format!("dense needs a vector, got {first}: flatten or global_avg_pool first"),
+                            ));
+                        }
+                    };
+                    let units = positive(id, "units", *units)?;
+                    let mut config = LinearConfig::new(d_in, units).with_bias(*bias);
+                    let chosen = initializer(node.init);
+                    if let Some(i) = chosen.clone() {
+                        config = config.with_initializer(i);
+                    }
+                    let mut dense = config.init(device);
+                    if chosen.is_some() && *bias {
+                        dense.bias = Some(Initializer::Zeros.init([units], device));
+                    }
+                    push_layer(Layer::Dense(dense))
+                }
+                Op::Dropout { rate } => {
+                    if !(rate.is_finite() && (0.0..1.0).contains(rate)) {
+                        return Err(unsupported(id, format!("dropout rate {rate} must be in [0, 1)")));
+                    }
+                    push_layer(Layer::Dropout(DropoutConfig::new(*rate).init()))
+                }
+                Op::Add => Kind::Add,
+                Op::Concat => Kind::Concat,
+            };
+            if !matches!(kind, Kind::Add | Kind::Concat) && inputs.len() != 1 {
+                return Err(unsupported(id, format!("{} takes one input, got {}", node.op.name(), inputs.len())));
+            }
+            steps.push(Step {
+                id: node.id.clone(),
+                kind,
+                inputs,
+                l2: node.l2.filter(|l2| *l2 > 0.0),
+            });
+        }
+        let plan = Plan::new(steps, input, classes);
+        Ok(Self { layers, plan })
+    }
+
+    /// Runs the network on a batch of images `[batch, channels, height, width]` and returns the
+    /// logits `[batch, classes]`.
+    pub fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>, TrainError> {
+        let plan = &self.plan;
+        let mut remaining = plan.uses.clone();
+        let mut input_remaining = plan.input_uses;
+        let mut input = Some(Value::Map(images));
+        let mut values: Vec<Option<Value>> = (0..plan.steps.len()).map(|_| None).collect();
+        for (i, step) in plan.steps.iter().enumerate() {
+            let mut args = Vec::with_capacity(step.inputs.len());
+            for slot in &step.inputs {
+                let (cell, left) = match *slot {
+                    Slot::Input => (&mut input, &mut input_remaining),
+                    Slot::Node(j) => {
+                        let (Some(cell), Some(left)) = (values.get_mut(j), remaining.get_mut(j))
+                        else {
+                            return Err(internal(format!("{} reads a missing node", step.id)));
+                        };
+                        (cell, left)
+                    }
+                };
+                *left = left.saturating_sub(1);
+                let value = if *left == 0 { cell.take() } else { cell.clone() };
+                args.push(value.ok_or_else(|| internal(format!("{}: input freed", step.id)))?);
+            }
+            let out = self.apply(step, args)?;
+            values[i] = Some(out);
+        }
+        match values.pop().flatten() {
+            Some(Value::Vector(logits)) => Ok(logits),
+            Some(Value::Map(map)) => Ok(map.flatten(1, 3)),
+            None => Err(internal("no output")),
+        }
+    }
+
+    fn apply(&self, step: &Step, mut args: Vec<Value>) -> Result<Value, TrainError> {
+        let bad = |what: &str| internal(format!("{}: {what}", step.id));
+        if matches!(step.kind, Kind::Add | Kind::Concat) {
+            return merge(&step.kind, args).ok_or_else(|| bad("inputs of mixed kinds"));
+        }
+        let arg = args.pop().ok_or_else(|| bad("no input"))?;
+        Ok(match (&step.kind, arg) {
+            (Kind::Layer(l), arg) => {
+                let layer = self.layers.get(*l).ok_or_else(|| bad("missing layer"))?;
+                match (layer, arg) {
+                    (Layer::Conv(c), Value::Map(x)) => Value::Map(c.forward(x)),
+                    (Layer::Separable(s), Value::Map(x)) => {
+                        Value::Map(s.pointwise.forward(s.depthwise.forward(x)))
+                    }
+                    (Layer::Norm(n), Value::Map(x)) => Value::Map(n.forward(x)),
+                    (Layer::Norm(n), Value::Vector(x)) => Value::Vector(n.forward(x)),
+                    (Layer::Dense(d), Value::Vector(x)) => Value::Vector(d.forward(x)),
+                    (Layer::Dropout(d), Value::Map(x)) => Value::Map(d.forward(x)),
+                    (Layer::Dropout(d), Value::Vector(x)) => Value::Vector(d.forward(x)),
+                    _ => return Err(bad("layer applied to the wrong kind of input")),
+                }
+            }
+            (Kind::Identity, v) => v,
+            (Kind::Relu, v) => elementwise(v, activation::relu, activation::relu),
+            (Kind::Gelu, v) => elementwise(v, activation::gelu, activation::gelu),
+            (Kind::Silu, v) => elementwise(v, activation::silu, activation::silu),
+            (Kind::Sigmoid, v) => elementwise(v, activation::sigmoid, activation::sigmoid),
+            (Kind::Tanh, v) => elementwise(v, activation::tanh, activation::tanh),
+            (Kind::LeakyRelu(s), v) => {
+                let s = *s;
+                elementwise(
+                    v,
+                    |x| activation::leaky_relu(x, s),
+                    |x| activation::leaky_relu(x, s),
+                )
+            }
+            (
+                Kind::MaxPool {
+                    kernel,
+                    stride,
+                    pad,
+                },
+                Value::Map(x),
+            ) => Value::Map(max_pool2d(
+                x,
+                MaxPoolOptions::new([*kernel, *kernel])
+                    .with_stride([*stride, *stride])
+                    .with_padding([*pad, *pad]),
+            )),
+            (
+                Kind::AvgPool {
+                    kernel,
+                    stride,
+                    pad,
+                },
+                Value::Map(x),
+            ) => Value::Map(avg_pool2d(
+                x,
+                AvgPoolOptions::new([*kernel, *kernel])
+                    .with_stride([*stride, *stride])
+                    .with_padding([*pad, *pad])
+                    .with_count_include_pad(false),
+            )),
+            (Kind::GlobalAvgPool, Value::Map(x)) => {
+                let [b, c, _, _] = x.dims();
+                Value::Vector(x.mean_dims(&[2, 3]).reshape([b, c]))
+            }
+            (Kind::Flatten, Value::Map(x)) => Value::Vector(x.flatten(1, 3)),
+            (Kind::Flatten, v @ Value::Vector(_)) => v,
+            _ => return Err(bad("op applied to the wrong kind of input")),
+        })
+    }
+
+    /// Trainable parameters (conv and dense weights and biases, batch-norm gamma and beta) —
+    /// lemo-arch's counting rule. burn's [`Module::num_params`] also counts the two running
+    /// statistics of every batch norm.
+    pub fn trainable_params(&self) -> u64 {
+        let running: usize = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Layer::Norm(n) => 2 * n.gamma.lazy_shape().num_elements(),
+                _ => 0,
+            })
+            .sum();
+        (self.num_params() - running) as u64
+    }
+
+    /// Input image shape `[channels, height, width]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.plan.input
+    }
+
+    /// Number of classes (width of the logits).
+    pub fn classes(&self) -> usize {
+        self.plan.classes
+    }
+
+    /// Per-node L2 factors and the ids of the weights they apply to (kernels only, not biases nor
+    /// batch norm: Keras' `kernel_regularizer`), one entry per node with `l2 > 0`.
+    pub fn l2_weights(&self) -> Vec<(f64, Vec<ParamId>)> {
+        let mut out = Vec::new();
+        for step in &self.plan.steps {
+            let (Some(l2), Kind::Layer(l)) = (step.l2, &step.kind) else {
+                continue;
+            };
+            let ids = match self.layers.get(*l) {
+                Some(Layer::Conv(c)) => vec![c.weight.id],
+                Some(Layer::Separable(s)) => vec![s.depthwise.weight.id, s.pointwise.weight.id],
+                Some(Layer::Dense(d)) => vec![d.weight.id],
+                _ => Vec::new(),
+            };
+            if !ids.is_empty() {
+                out.push((l2, ids));
+            }
+        }
+        out
+    }
+
+    /// The deployment form: a validation-mode copy (no autodiff) with every batch norm that
+    /// directly follows a convolution or dense layer (its only reader) folded into that layer's
+    /// weights and bias, and every dropout removed. Outputs equal the validation-mode outputs of
+    /// `self` up to float rounding.
+    pub fn deployment_form(&self) -> Result<GraphModel, TrainError> {
+        let valid = self.valid();
+        let plan = &valid.plan;
+        let mut layers: Vec<Option<Layer>> = valid.layers.into_iter().map(Some).collect();
+        let mut steps = plan.steps.clone();
+        for i in 0..steps.len() {
+            let (Kind::Layer(l), [Slot::Node(j)]) = (&steps[i].kind, steps[i].inputs.as_slice())
+            else {
+                continue;
+            };
+            let (l, j) = (*l, *j);
+            match layers.get(l) {
+                Some(Some(Layer::Dropout(_))) => {
+                    layers[l] = None;
+                    steps[i].kind = Kind::Identity;
+                    continue;
+                }
+                Some(Some(Layer::Norm(_))) => {}
+                _ => continue,
+            }
+            // Fold only when the producer's output is read by this batch norm alone.
+            if plan.uses.get(j) != Some(&1) {
+                continue;
+            }
+            let Kind::Layer(p) = steps[j].kind else {
+                continue;
+            };
+            let Some(Layer::Norm(bn)) = layers.get_mut(l).and_then(Option::take) else {
+                continue;
+            };
+            let producer = layers.get_mut(p).and_then(Option::take);
+            let folded = match producer {
+                Some(Layer::Conv(c)) => Some(Layer::Conv(fold_conv(c, &bn))),
+                Some(Layer::Separable(s)) => Some(Layer::Separable(SeparableConv {
+                    depthwise: s.depthwise,
+                    pointwise: fold_conv(s.pointwise, &bn),
+                })),
+                Some(Layer::Dense(d)) => Some(Layer::Dense(fold_dense(d, &bn))),
+                other => {
+                    // Not foldable: put both back untouched.
+                    layers[p] = other;
+                    layers[l] = Some(Layer::Norm(bn));
+                    continue;
+                }
+            };
+            layers[p] = folded;
+            steps[i].kind = Kind::Identity;
+        }
+        // Compact the layers and renumber the steps.
+        let mut index = vec![usize::MAX; layers.len()];
+        let mut kept = Vec::new();
+        for (old, layer) in layers.into_iter().enumerate() {
+            if let Some(layer) = layer {
+                index[old] = kept.len();
+                kept.push(layer);
+            }
+        }
+        for step in &mut steps {
+            if let Kind::Layer(l) = step.kind {
+                let new = index.get(l).copied().unwrap_or(usize::MAX);
+                if new == usize::MAX {
+                    return Err(internal(format!("{}: layer lost while folding", step.id)));
+                }
+                step.kind = Kind::Layer(new);
+            }
+        }
+        Ok(GraphModel {
+            layers: kept,
+            plan: Plan::new(steps, plan.input, plan.classes),
+        })
+    }
+
+    /// Number of batch norms and dropouts left (0 and 0 in a fully folded deployment form).
+    pub fn norm_and_dropout_layers(&self) -> (usize, usize) {
+        let norms = self
+            .layers
+            .iter()
+            .filter(|l| matches!(l, Layer::Norm(_)))
+            .count();
+        let drops = self
+            .layers
+            .iter()
+            .filter(|l| matches!(l, Layer::Dropout(_)))
+            .count();
+        (norms, drops)
+    }
+}
+
+impl Plan {
+    fn new(steps: Vec<Step>, input: [usize; 3], classes: usize) -> Self {
+        let mut uses = vec![0; steps.len()];
+        let mut input_uses = 0;
+        for step in &steps {
+            for slot in &step.inputs {
+                match *slot {
+                    Slot::Input => input_uses += 1,
+                    Slot::Node(j) => {
+                        if let Some(u) = uses.get_mut(j) {
+                            *u += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(last) = uses.last_mut() {
+            *last += 1;
+        }
+        Plan {
+            steps,
+            uses,
+            input_uses,
+            input,
+            classes,
+        }
+    }
+}
+
+fn elementwise(
+    v: Value,
+    on_map: impl FnOnce(Tensor<4>) -> Tensor<4>,
+    on_vec: impl FnOnce(Tensor<2>) -> Tensor<2>,
+) -> Value {
+    match v {
+        Value::Map(x) => Value::Map(on_map(x)),
+        Value::Vector(x) => Value::Vector(on_vec(x)),
+    }
+}
+
+fn merge(kind: &Kind, args: Vec<Value>) -> Option<Value> {
+    let first_is_map = matches!(args.first()?, Value::Map(_));
+    if first_is_map {
+        let maps: Vec<Tensor<4>> = args
+            .into_iter()
+            .map(|v| match v {
+                Value::Map(x) => Some(x),
+                Value::Vector(_) => None,
+            })
+            .collect::<Option<_>>()?;
+        Some(Value::Map(match kind {
+            Kind::Add => maps.into_iter().reduce(|a, b| a + b)?,
+            _ => Tensor::cat(maps, 1),
+        }))
+    } else {
+        let vecs: Vec<Tensor<2>> = args
+            .into_iter()
+            .map(|v| match v {
+                Value::Vector(x) => Some(x),
+                Value::Map(_) => None,
+            })
+            .collect::<Option<_>>()?;
+        Some(Value::Vector(match kind {
+            Kind::Add => vecs.into_iter().reduce(|a, b| a + b)?,
+            _ => Tensor::cat(vecs, 1),
+        }))
+    }
+}
+
+/// Per-channel `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`.
+fn bn_affine(bn: &BatchNorm) -> (Tensor<1>, Tensor<1>) {
+    let scale = bn.gamma.val() / bn.running_var.value().add_scalar(bn.epsilon).sqrt();
+    let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+    (scale, shift)
+}
+
+fn fold_conv(conv: Conv2d, bn: &BatchNorm) -> Conv2d {
+    let (scale, shift) = bn_affine(bn);
+    let [out, ..] = conv.weight.dims();
+    let weight = conv.weight.val() * scale.clone().reshape([out, 1, 1, 1]);
+    let bias = match &conv.bias {
+        Some(b) => b.val() * scale + shift,
+        None => shift,
+    };
+    Conv2d {
+        weight: Param::from_tensor(weight),
+        bias: Some(Param::from_tensor(bias)),
+        stride: conv.stride,
+        kernel_size: conv.kernel_size,
+        dilation: conv.dilation,
+        groups: conv.groups,
+        padding: conv.padding,
+    }
+}
+
+fn fold_dense(dense: Linear, bn: &BatchNorm) -> Linear {
+    let (scale, shift) = bn_affine(bn);
+    let [_, out] = dense.weight.dims();
+    let weight = dense.weight.val() * scale.clone().reshape([1, out]);
+    let bias = match &dense.bias {
+        Some(b) => b.val() * scale + shift,
+        None => shift,
+    };
+    Linear {
+        weight: Param::from_tensor(weight),
+        bias: Some(Param::from_tensor(bias)),
+    }
+}

@@ -1,0 +1,669 @@
+//! The [`Trainer`] seam and its burn implementation: the paper's training loop (section 4.1),
+//! then the measurements the expert system needs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use burn::module::{Module, ParamGroup};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use lemo_arch::{Graph, Task};
+use lemo_energy::{EnergyMeter, EnergyReport};
+
+use crate::TrainError;
+use crate::config::{InferenceBench, TrainConfig};
+use crate::data::{Batch, Batcher, Dataset, Normalization, Splits};
+use crate::device::DeviceChoice;
+use crate::evaluation::{EpochStats, Evaluation, InferenceReport, Status};
+use crate::model::GraphModel;
+use crate::observer::TrainObserver;
+
+/// Trains a network described by an IR graph and measures it. Implement this to plug another
+/// training engine into the discovery loop.
+pub trait Trainer {
+    /// A short name for reports (`"burn-flex"`, ...).
+    fn name(&self) -> String;
+
+    /// Trains `graph` for `task` on `data` as `config` says, measuring energy with `meter` and
+    /// reporting progress to `observer`. A network that diverges is an `Ok` evaluation with
+    /// [`Status::Diverged`]; errors are for invalid graphs, data or configuration and for
+    /// failing devices.
+    fn train(
+        &mut self,
+        graph: &Graph,
+        task: &Task,
+        data: &Splits,
+        config: &TrainConfig,
+        meter: &dyn EnergyMeter,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<Evaluation, TrainError>;
+
+    /// Saves the network trained last (weights beside its graph) into `dir`, if this trainer
+    /// can; `Ok(false)` means it cannot (the default).
+    fn save_last(&self, dir: &Path) -> Result<bool, TrainError> {
+        let _ = dir;
+        Ok(false)
+    }
+}
+
+/// The burn implementation of [`Trainer`]: builds a [`GraphModel`] on the configured device,
+/// trains it with Adam and measures it.
+#[derive(Debug, Default)]
+pub struct BurnTrainer {
+    last: Option<TrainedModel>,
+}
+
+impl BurnTrainer {
+    /// A trainer with nothing trained yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The network trained last, in validation mode (best epoch's weights when early stopping
+    /// restores them).
+    pub fn last_trained(&self) -> Option<&TrainedModel> {
+        self.last.as_ref()
+    }
+
+    /// Takes the network trained last out of the trainer.
+    pub fn take_last(&mut self) -> Option<TrainedModel> {
+        self.last.take()
+    }
+}
+
+impl Trainer for BurnTrainer {
+    fn name(&self) -> String {
+        "burn".into()
+    }
+
+    fn train(
+        &mut self,
+        graph: &Graph,
+        task: &Task,
+        data: &Splits,
+        config: &TrainConfig,
+        meter: &dyn EnergyMeter,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<Evaluation, TrainError> {
+        self.last = None;
+        let trained = train_and_measure(graph, task, data, config, meter, observer)?;
+        let evaluation = trained.evaluation.clone().ok_or_else(|| {
+            TrainError::Device("training finished without an evaluation".into())
+        })?;
+        self.last = Some(trained);
+        Ok(evaluation)
+    }
+
+    fn save_last(&self, dir: &Path) -> Result<bool, TrainError> {
+        match &self.last {
+            Some(t) => t.save(dir).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+fn device_err(e: impl std::fmt::Debug) -> TrainError {
+    TrainError::Device(format!("{e:?}"))
+}
+
+fn check_data(task: &Task, name: &str, d: &Dataset) -> Result<(), TrainError> {
+    if d.shape != task.input {
+        return Err(TrainError::Data(format!(
+            "{name} images are {:?}, the task expects {:?}",
+            d.shape, task.input
+        )));
+    }
+    if d.is_empty() {
+        return Err(TrainError::Data(format!("the {name} split is empty")));
+    }
+    if let Some(l) = d.labels.iter().find(|l| **l as usize >= task.classes) {
+        return Err(TrainError::Data(format!(
+            "{name} has label {l}, the task has {} classes",
+            task.classes
+        )));
+    }
+    Ok(())
+}
+
+/// A batch as tensors on `device`.
+fn to_tensors(batch: Batch, shape: [usize; 3], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let [c, h, w] = shape;
+    let n = batch.size;
+    let images = Tensor::<4>::from_data(TensorData::new(batch.images, [n, c, h, w]), device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [n]), device);
+    (images, labels)
+}
+
+/// Mean cross-entropy of logits against class indices.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    activation::log_softmax(logits, 1)
+        .gather(1, targets.reshape([n, 1]))
+        .mean()
+        .neg()
+}
+
+/// Number of correct predictions (no gradient).
+fn correct(logits: Tensor<2>, targets: Tensor<1, Int>) -> Result<u64, TrainError> {
+    let [n, _] = logits.dims();
+    let hits: i64 = logits
+        .detach()
+        .argmax(1)
+        .reshape([n])
+        .equal(targets)
+        .int()
+        .sum()
+        .try_into_scalar()
+        .map_err(device_err)?;
+    Ok(hits.max(0) as u64)
+}
+
+/// Mean loss and accuracy of a validation-mode model over a dataset (in order, no augmentation).
+pub fn evaluate(
+    model: &GraphModel,
+    data: &Dataset,
+    norm: &Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(f64, f64), TrainError> {
+    let mut loss_sum = 0.0;
+    let mut hits = 0u64;
+    let mut seen = 0usize;
+    for batch in Batcher::new(data, batch_size, norm) {
+        let n = batch.size;
+        let (x, y) = to_tensors(batch, data.shape, device);
+        let logits = model.forward(x)?;
+        hits += correct(logits.clone(), y.clone())?;
+        let loss: f32 = cross_entropy(logits, y)
+            .try_into_scalar()
+            .map_err(device_err)?;
+        loss_sum += f64::from(loss) * n as f64;
+        seen += n;
+    }
+    if seen == 0 {
+        return Err(TrainError::Data(format!("{} is empty", data.name)));
+    }
+    Ok((loss_sum / seen as f64, hits as f64 / seen as f64))
+}
+
+/// Adam with the configured betas, plus one group per distinct per-node L2 factor: L2 is applied
+/// as Adam's (coupled) weight decay `grad += 2 * l2 * w` on that node's kernels, which is exactly
+/// the gradient of adding `l2 * ||w||^2` to the loss (Keras' `regularizers.l2`); the reported
+/// loss does not include the penalty.
+fn optimizer(model: &GraphModel, config: &TrainConfig) -> ModuleOptimizer {
+    let a = config.adam;
+    let adam = || {
+        AdamConfig::new()
+            .with_beta_1(a.beta1)
+            .with_beta_2(a.beta2)
+            .with_epsilon(a.epsilon)
+    };
+    let mut optim = adam().init();
+    let mut groups: BTreeMap<u64, Vec<burn::module::ParamId>> = BTreeMap::new();
+    for (l2, ids) in model.l2_weights() {
+        groups.entry(l2.to_bits()).or_default().extend(ids);
+    }
+    for (bits, ids) in groups {
+        let penalty = (2.0 * f64::from_bits(bits)) as f32;
+        optim = optim.with_group(
+            ParamGroup::from_ids(ids),
+            adam()
+                .with_weight_decay(Some(WeightDecayConfig::new(penalty)))
+                .build(),
+            None,
+        );
+    }
+    optim
+}
+
+/// Keras-style "improved" test for a loss to minimise.
+struct Monitor {
+    best: f64,
+    wait: usize,
+}
+
+impl Monitor {
+    fn new() -> Self {
+        Self {
+            best: f64::INFINITY,
+            wait: 0,
+        }
+    }
+    /// Records a value; true when it improved on the best by more than `min_delta`.
+    fn update(&mut self, value: f64, min_delta: f64) -> bool {
+        if value < self.best - min_delta {
+            self.best = value;
+            self.wait = 0;
+            true
+        } else {
+            self.wait += 1;
+            false
+        }
+    }
+}
+
+/// Trains and measures a graph, returning the trained network with its evaluation.
+pub fn train_and_measure(
+    graph: &Graph,
+    task: &Task,
+    data: &Splits,
+    config: &TrainConfig,
+    meter: &dyn EnergyMeter,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainedModel, TrainError> {
+    let started = Instant::now();
+    config.check()?;
+    let analysis = graph
+        .validate(task)
+        .map_err(|e| TrainError::InvalidGraph(e.to_string()))?;
+    check_data(task, "training", &data.train)?;
+    check_data(task, "validation", &data.val)?;
+    if let Some(test) = &data.test {
+        check_data(task, "test", test)?;
+    }
+    let device = config.device.device()?;
+    device.seed(config.seed);
+    let ad = device.clone().autodiff();
+    let mut model = GraphModel::new(graph, &analysis, task.input, task.classes, &ad)?;
+    let params = model.trainable_params();
+
+    let fraction = config.budget.data_fraction;
+    let subset;
+    let train_set: &Dataset = if fraction < 1.0 {
+        subset = data.train.fraction(fraction, config.seed);
+        &subset
+    } else {
+        &data.train
+    };
+    if train_set.is_empty() {
+        return Err(TrainError::Data(format!(
+            "data_fraction {fraction} leaves no training images"
+        )));
+    }
+    let norm = Normalization::from_dataset(train_set);
+    let mut optim = optimizer(&model, config);
+    let mut lr = config.learning_rate;
+    let mut plateau = Monitor::new();
+    let mut stopper = Monitor::new();
+    let mut best: Option<GraphModel> = None;
+    let mut history = Vec::new();
+    let mut status = Status::Completed;
+
+    let window = meter.start()?;
+    let train_start = Instant::now();
+    'epochs: for epoch in 0..config.epochs {
+        observer.on_epoch_start(epoch, config.epochs);
+        let epoch_start = Instant::now();
+        let epoch_seed = config
+            .seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(epoch as u64);
+        let batcher = Batcher::new(train_set, config.batch_size, &norm)
+            .shuffle(epoch_seed)
+            .augment(&config.augmentation, epoch_seed ^ 0xA5A5_5A5A);
+        let total = batcher.batches();
+        let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0u64, 0usize);
+        for (b, batch) in batcher.enumerate() {
+            let n = batch.size;
+            let (x, y) = to_tensors(batch, task.input, &ad);
+            let logits = model.forward(x)?;
+            let loss = cross_entropy(logits.clone(), y.clone());
+            let value: f32 = loss.clone().try_into_scalar().map_err(device_err)?;
+            let value = f64::from(value);
+            if !value.is_finite() || value > config.divergence_loss {
+                status = Status::Diverged {
+                    epoch,
+                    batch: b,
+                    loss: value.is_finite().then_some(value),
+                };
+                break 'epochs;
+            }
+            hits += correct(logits, y)?;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            loss_sum += value * n as f64;
+            seen += n;
+            observer.on_batch(b + 1, total);
+            if let Some(cap) = config.budget.max_wall_seconds
+                && train_start.elapsed().as_secs_f64() >= cap
+            {
+                status = Status::WallClockBudget { epoch, batch: b };
+                break;
+            }
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let valid = model.valid();
+        let (val_loss, val_accuracy) =
+            evaluate(&valid, &data.val, &norm, config.eval_batch_size, &device)?;
+        let stats = EpochStats {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: hits as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy,
+            learning_rate: lr,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            train_images_per_second: seen as f64 / train_seconds.max(1e-9),
+        };
+        observer.on_epoch_end(&stats);
+        history.push(stats);
+        if matches!(status, Status::WallClockBudget { .. }) {
+            break;
+        }
+        if !val_loss.is_finite() {
+            status = Status::Diverged {
+                epoch,
+                batch: total.saturating_sub(1),
+                loss: None,
+            };
+            break;
+        }
+        if let Some(p) = config.plateau
+            && !plateau.update(val_loss, p.min_delta)
+            && plateau.wait >= p.patience
+        {
+            lr = (lr * p.factor).max(p.min_lr);
+            plateau.wait = 0;
+        }
+        if let Some(e) = config.early_stopping {
+            if stopper.update(val_loss, e.min_delta) {
+                if e.restore_best {
+                    best = Some(valid);
+                }
+            } else if stopper.wait >= e.patience {
+                status = Status::EarlyStopped { epoch };
+                break;
+            }
+        }
+    }
+    let train_energy = window.finish()?;
+    let train_seconds = train_start.elapsed().as_secs_f64();
+
+    let trained = best.unwrap_or_else(|| model.valid());
+    let mut evaluation = Evaluation {
+        status: status.clone(),
+        backend: config.device.backend_name(),
+        history,
+        train_accuracy: 0.0,
+        train_accuracy_images: 0,
+        val_accuracy: 0.0,
+        val_loss: f64::NAN,
+        test_accuracy: None,
+        params,
+        train_energy,
+        val_energy: EnergyReport::default(),
+        inference: None,
+        train_images: train_set.len(),
+        train_seconds,
+        total_seconds: 0.0,
+    };
+    if status.is_usable() {
+        // A1: the non-augmented training set (or a stratified sample of it), dropout off.
+        observer.on_phase("train accuracy");
+        let sample;
+        let a1_set = match config.train_accuracy_sample {
+            Some(k) if k < train_set.len() => {
+                sample = train_set.fraction(k as f64 / train_set.len() as f64, config.seed ^ 1);
+                &sample
+            }
+            _ => train_set,
+        };
+        let (_, a1) = evaluate(&trained, a1_set, &norm, config.eval_batch_size, &device)?;
+        evaluation.train_accuracy = a1;
+        evaluation.train_accuracy_images = a1_set.len();
+
+        // A2 inside the E2 window.
+        observer.on_phase("validation");
+        let window = meter.start()?;
+        let (val_loss, a2) = evaluate(&trained, &data.val, &norm, config.eval_batch_size, &device)?;
+        evaluation.val_energy = window.finish()?;
+        evaluation.val_accuracy = a2;
+        evaluation.val_loss = val_loss;
+
+        if config.evaluate_test
+            && let Some(test) = &data.test
+        {
+            observer.on_phase("test");
+            let (_, acc) = evaluate(&trained, test, &norm, config.eval_batch_size, &device)?;
+            evaluation.test_accuracy = Some(acc);
+        }
+        if let Some(bench) = config.inference {
+            observer.on_phase("inference");
+            let deployed = trained.deployment_form()?;
+            evaluation.inference = Some(measure_inference(
+                &deployed, &data.val, &norm, &bench, &device, meter,
+            )?);
+        }
+    }
+    evaluation.total_seconds = started.elapsed().as_secs_f64();
+    Ok(TrainedModel {
+        graph: graph.clone(),
+        task: task.clone(),
+        normalization: norm,
+        device: config.device,
+        burn_device: device,
+        model: trained,
+        evaluation: Some(evaluation),
+    })
+}
+
+/// A batch of `n` images taken from the start of `data` (repeated when it has fewer).
+fn sample_batch(data: &Dataset, n: usize, norm: &Normalization, device: &Device) -> Tensor<4> {
+    let idx: Vec<usize> = (0..n).map(|i| i % data.len().max(1)).collect();
+    let subset = data.subset(&idx);
+    let mut images = Vec::with_capacity(n * subset.image_len());
+    for batch in Batcher::new(&subset, n, norm) {
+        images.extend(batch.images);
+    }
+    let [c, h, w] = data.shape;
+    Tensor::<4>::from_data(TensorData::new(images, [n, c, h, w]), device)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Times `runs` forward passes of `x` (after `warmup` untimed ones), each ended by a device
+/// sync; stops early after `max_seconds` once 3 runs are done. Returns the seconds per run.
+fn time_forward(
+    model: &GraphModel,
+    x: &Tensor<4>,
+    warmup: usize,
+    runs: usize,
+    max_seconds: f64,
+    device: &Device,
+) -> Result<Vec<f64>, TrainError> {
+    for _ in 0..warmup {
+        let _ = model.forward(x.clone())?;
+        device.sync().map_err(device_err)?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    let start = Instant::now();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = model.forward(x.clone())?;
+        device.sync().map_err(device_err)?;
+        drop(out);
+        times.push(t.elapsed().as_secs_f64());
+        if times.len() >= 3 && start.elapsed().as_secs_f64() > max_seconds {
+            break;
+        }
+    }
+    Ok(times)
+}
+
+/// Inference speed of a (deployment-form) model at batch 1 and at the large batch, on images
+/// of `data`, inside one energy window.
+pub fn measure_inference(
+    model: &GraphModel,
+    data: &Dataset,
+    norm: &Normalization,
+    bench: &InferenceBench,
+    device: &Device,
+    meter: &dyn EnergyMeter,
+) -> Result<InferenceReport, TrainError> {
+    if data.is_empty() {
+        return Err(TrainError::Data("no images to time inference on".into()));
+    }
+    let one = sample_batch(data, 1, norm, device);
+    let large = sample_batch(data, bench.large_batch, norm, device);
+    let window = meter.start()?;
+    let mut t1 = time_forward(
+        model,
+        &one,
+        bench.warmup,
+        bench.batch1_runs,
+        bench.max_seconds,
+        device,
+    )?;
+    let tl = time_forward(
+        model,
+        &large,
+        bench.warmup.min(1),
+        bench.large_batch_runs,
+        bench.max_seconds,
+        device,
+    )?;
+    let energy = window.finish()?;
+    let mean1 = t1.iter().sum::<f64>() / t1.len().max(1) as f64;
+    let mean_l = tl.iter().sum::<f64>() / tl.len().max(1) as f64;
+    t1.sort_by(f64::total_cmp);
+    Ok(InferenceReport {
+        fps_batch1: 1.0 / mean1.max(1e-12),
+        latency_p50_ms: percentile(&t1, 0.5) * 1e3,
+        latency_p95_ms: percentile(&t1, 0.95) * 1e3,
+        large_batch: bench.large_batch,
+        fps_large_batch: bench.large_batch as f64 / mean_l.max(1e-12),
+        energy,
+        deployed_params: model.trainable_params(),
+    })
+}
+
+/// A trained network ready to deploy or re-evaluate: its graph, task, input normalisation and
+/// weights (validation mode).
+#[derive(Debug, Clone)]
+pub struct TrainedModel {
+    /// The network's graph.
+    pub graph: Graph,
+    /// The task it was trained for.
+    pub task: Task,
+    /// Input normalisation of its training data (applied to every image it sees).
+    pub normalization: Normalization,
+    /// The backend it lives on.
+    pub device: DeviceChoice,
+    burn_device: Device,
+    /// The weights, in validation mode (no autodiff).
+    pub model: GraphModel,
+    /// What training measured (absent for a model loaded without `evaluation.json`).
+    pub evaluation: Option<Evaluation>,
+}
+
+const GRAPH_FILE: &str = "graph.json";
+const TASK_FILE: &str = "task.json";
+const NORM_FILE: &str = "normalization.json";
+const EVAL_FILE: &str = "evaluation.json";
+const WEIGHTS_FILE: &str = "weights.bpk";
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| io_err(path, e))?;
+    std::fs::write(path, text).map_err(|e| io_err(path, e))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    serde_json::from_str(&text).map_err(|e| io_err(path, e))
+}
+
+impl TrainedModel {
+    /// Writes `graph.json`, `task.json`, `normalization.json`, `evaluation.json` (when known)
+    /// and the weights `weights.bpk` (a burnpack record, batch-norm running statistics
+    /// included) into `dir`, creating it.
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        write_json(&dir.join(GRAPH_FILE), &self.graph)?;
+        write_json(&dir.join(TASK_FILE), &self.task)?;
+        write_json(&dir.join(NORM_FILE), &self.normalization)?;
+        if let Some(e) = &self.evaluation {
+            write_json(&dir.join(EVAL_FILE), e)?;
+        }
+        let weights = dir.join(WEIGHTS_FILE);
+        self.model
+            .clone()
+            .save_file(&weights)
+            .map_err(|e| io_err(&weights, e))
+    }
+
+    /// Loads a network saved by [`TrainedModel::save`] onto `device`.
+    pub fn load(dir: &Path, device: DeviceChoice) -> Result<TrainedModel, TrainError> {
+        let graph: Graph = read_json(&dir.join(GRAPH_FILE))?;
+        let task: Task = read_json(&dir.join(TASK_FILE))?;
+        let normalization: Normalization = read_json(&dir.join(NORM_FILE))?;
+        let eval_path = dir.join(EVAL_FILE);
+        let evaluation = if eval_path.exists() {
+            Some(read_json(&eval_path)?)
+        } else {
+            None
+        };
+        let analysis = graph
+            .validate(&task)
+            .map_err(|e| TrainError::InvalidGraph(e.to_string()))?;
+        let burn_device = device.device()?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let model = GraphModel::new(&graph, &analysis, task.input, task.classes, &burn_device)?
+            .try_load_file(&weights)
+            .map_err(|e| io_err(&weights, e))?
+            .valid();
+        Ok(TrainedModel {
+            graph,
+            task,
+            normalization,
+            device,
+            burn_device,
+            model,
+            evaluation,
+        })
+    }
+
+    /// Mean loss and accuracy on `data` (normalised with the training normalisation).
+    pub fn evaluate(&self, data: &Dataset, batch_size: usize) -> Result<(f64, f64), TrainError> {
+        check_data(&self.task, &data.name, data)?;
+        evaluate(
+            &self.model,
+            data,
+            &self.normalization,
+            batch_size,
+            &self.burn_device,
+        )
+    }
+
+    /// Predicted class of every image of `data`, in order.
+    pub fn predict(&self, data: &Dataset, batch_size: usize) -> Result<Vec<u32>, TrainError> {
+        check_data(&self.task, &data.name, data)?;
+        let mut out = Vec::with_capacity(data.len());
+        for batch in Batcher::new(data, batch_size, &self.normalization) {
+            let (x, _) = to_tensors(batch, data.shape, &self.burn_device);
+            let classes = self.model.forward(x)?.argmax(1).into_data();
+            let classes: Vec<i64> = classes.try_into_vec().map_err(device_err)?;
+            out.extend(classes.into_iter().map(|c| c.max(0) as u32));
+        }
+        Ok(out)
+    }
+
+    /// The burn device the model lives on.
+    pub fn burn_device(&self) -> &Device {
+        &self.burn_device
+    }
+}
