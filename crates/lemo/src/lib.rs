@@ -1,1 +1,35 @@
 //! LeMo-NADe orchestrator: the discovery loop (Algorithm 1), run journal and resume, reports.
+//!
+//! ```no_run
+//! use lemo::{Discovery, RunConfig};
+//!
+//! let config = RunConfig::quickstart()?;
+//! let summary = Discovery::from_config(config)?.discover()?;
+//! println!("report: {}", summary.report_path().display());
+//! # Ok::<(), lemo::LemoError>(())
+//! ```
+//!
+//! - [`RunConfig`]: one TOML file for everything (`configs/quickstart.toml` is embedded).
+//! - [`Discovery`]: Algorithm 1 over any [`lemo_llm::Architect`], [`lemo_train::Trainer`],
+//!   [`lemo_energy::EnergyMeter`] and [`lemo_expert::RuleBook`].
+//! - [`journal`] and [`event`]: the crash-safe run journal; [`RunHistory`] rebuilds a run from it.
+//! - [`report`] and [`plot`]: the Markdown report and its SVG plots, from the journal alone.
+
+pub mod config;
+pub mod discovery;
+pub mod event;
+pub mod history;
+pub mod journal;
+pub mod plot;
+pub mod report;
+pub mod run_dir;
+
+pub use config::{ConfigError, QUICKSTART_TOML, RunConfig};
+pub use discovery::{
+    Discovery, LemoError, Quiet, RunData, RunObserver, RunSummary, build_meter, build_rulebook,
+    derive_seed, load_data, observe,
+};
+pub use event::{Event, IterationOutcome, StopReason};
+pub use history::{IterationRecord, RunHistory};
+pub use report::{Table3Row, render_report, write_report};
+pub use run_dir::RunDir;

@@ -1,0 +1,544 @@
+//! [`RunConfig`]: one TOML file for everything a discovery run needs.
+//!
+//! Every section is optional except what has no sensible default; a preset can stand in for the
+//! user metrics (`[metrics] preset = "cifar10"`, optionally `setting = 3` for Table 4) and for
+//! the training recipes (`[search] preset = "paper_search"`), with any key overriding it. Errors
+//! name the section and key. See `docs/usage.md` for the full reference.
+
+use std::path::{Path, PathBuf};
+
+use lemo_arch::Limits;
+use lemo_energy::{Accounting, MeterConfig};
+use lemo_llm::ArchitectConfig;
+use lemo_metrics::{PaperDataset, UserMetrics, table4_setting};
+use lemo_train::TrainConfig;
+use lemo_train::data::DatasetSpec;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The quickstart configuration embedded in the binary: scikit-learn digits, the offline
+/// architect, a handful of cheap iterations. `lemo discover` without arguments runs it.
+pub const QUICKSTART_TOML: &str = include_str!("../../../configs/quickstart.toml");
+
+/// A configuration error; the message names the section and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML.
+    #[error("config is not valid TOML: {0}")]
+    Syntax(String),
+    /// A key has a wrong type, an unknown name or an invalid value.
+    #[error("config key `{key}`: {message}")]
+    Key {
+        /// Dotted key path, e.g. `termination.iterations`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn key_err(key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        message: message.to_string(),
+    }
+}
+
+/// Everything a discovery run needs, read from one TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// `[run]`: name, seed, output folder, repair rounds.
+    pub run: RunSection,
+    /// `[data]`: the dataset and how it is split.
+    pub data: DataSection,
+    /// `[task]`: budgets on the network (parameters, MACs, activation memory).
+    pub task: TaskSection,
+    /// `[metrics]`: the user-defined metrics (Table 1: priorities, thresholds, CM weights).
+    pub metrics: UserMetrics,
+    /// `[expert]`: the rule book.
+    pub expert: ExpertSection,
+    /// `[architect]`: who writes the networks (offline, OpenAI-compatible, Gemini).
+    pub architect: ArchitectConfig,
+    /// `[search]`: how each candidate is trained during the search.
+    pub search: TrainConfig,
+    /// `[final]`: how the best network is retrained at the end.
+    #[serde(rename = "final")]
+    pub final_training: FinalSection,
+    /// `[termination]`: when the search stops.
+    pub termination: Termination,
+    /// `[energy]`: meters and the kWh-PUE / CO2 accounting.
+    pub energy: EnergySection,
+}
+
+/// `[run]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSection {
+    /// A name shown in the report.
+    pub name: String,
+    /// The run seed; every iteration's seeds derive from it and the iteration number.
+    pub seed: u64,
+    /// Where `discover` creates the run directory `<out_dir>/<UTC timestamp>/`.
+    pub out_dir: PathBuf,
+    /// Repair rounds per iteration for an invalid network before the iteration is given up.
+    pub max_repair_rounds: usize,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            name: "discovery".into(),
+            seed: 0,
+            out_dir: PathBuf::from("runs"),
+            max_repair_rounds: 3,
+        }
+    }
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSection {
+    /// The dataset (`{ kind = "digits" }`, `{ kind = "cifar10", dir = "..." }`, ...).
+    pub dataset: DatasetSpec,
+    /// Share of the training data held out for validation (paper: 0.1).
+    pub validation_split: f64,
+    /// Share of the training data held out as a test set when the format has none (digits).
+    pub test_split: f64,
+    /// Seed of the train/validation(/test) split.
+    pub split_seed: u64,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetSpec::default(),
+            validation_split: 0.1,
+            test_split: 0.2,
+            split_seed: 0,
+        }
+    }
+}
+
+/// `[task]`: the network budgets (input shape and classes come from the dataset).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskSection {
+    /// Maximum parameters, MACs and activation bytes of a candidate.
+    pub limits: Limits,
+}
+
+/// `[expert]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExpertSection {
+    /// `"paper"` (Algorithm 2, built in) or the path of a rule book TOML file.
+    pub rulebook: String,
+}
+
+impl Default for ExpertSection {
+    fn default() -> Self {
+        Self {
+            rulebook: "paper".into(),
+        }
+    }
+}
+
+/// `[final]`: retraining the best network after the search (paper, section 4.1). In TOML the
+/// keys of [`TrainConfig`] plus `enabled` and `preset` sit directly in the section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalSection {
+    /// Retrain at all (false: the search's best is reported as trained during the search).
+    pub enabled: bool,
+    /// The training recipe (preset `paper_final` by default).
+    pub training: TrainConfig,
+}
+
+/// `[termination]`: the search stops at the first condition that holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Termination {
+    /// Number of iterations (paper: 30).
+    pub iterations: usize,
+    /// Wall-clock budget of the search in seconds (summed over iterations, across resumes).
+    pub max_wall_seconds: Option<f64>,
+    /// Energy budget of the search in kWh (measured, before PUE), summed over iterations.
+    pub max_energy_kwh: Option<f64>,
+    /// Stop once a candidate reaches every target given.
+    pub targets: Targets,
+}
+
+impl Default for Termination {
+    fn default() -> Self {
+        Self {
+            iterations: 30,
+            max_wall_seconds: None,
+            max_energy_kwh: None,
+            targets: Targets::default(),
+        }
+    }
+}
+
+/// Target metrics; the search stops once one candidate meets all the targets that are set.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Targets {
+    /// Minimum validation accuracy A2 (fraction).
+    pub min_validation_accuracy: Option<f64>,
+    /// Minimum training accuracy A1 (fraction).
+    pub min_train_accuracy: Option<f64>,
+    /// Minimum FPS F (images/s).
+    pub min_fps: Option<f64>,
+    /// Maximum parameters P.
+    pub max_params: Option<u64>,
+    /// Minimum combined model effectiveness CM.
+    pub min_cm: Option<f64>,
+}
+
+impl Targets {
+    /// Whether any target is set.
+    pub fn any(&self) -> bool {
+        self.min_validation_accuracy.is_some()
+            || self.min_train_accuracy.is_some()
+            || self.min_fps.is_some()
+            || self.max_params.is_some()
+            || self.min_cm.is_some()
+    }
+
+    /// Whether a candidate with these metrics meets every target set (false when none is set).
+    pub fn met(&self, observed: &lemo_metrics::Observed, cm: f64) -> bool {
+        self.any()
+            && self
+                .min_validation_accuracy
+                .is_none_or(|t| observed.a2 >= t)
+            && self.min_train_accuracy.is_none_or(|t| observed.a1 >= t)
+            && self.min_fps.is_none_or(|t| observed.fps >= t)
+            && self.max_params.is_none_or(|t| observed.params <= t)
+            && self.min_cm.is_none_or(|t| cm >= t)
+    }
+}
+
+/// `[energy]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnergySection {
+    /// Measure energy at all (false: zero joules, wall time only).
+    pub enabled: bool,
+    /// Which sources may be used (RAPL, NVML, estimate settings).
+    pub sources: MeterConfig,
+    /// PUE and carbon intensity (equations 2 and 3).
+    pub accounting: Accounting,
+}
+
+impl Default for EnergySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sources: MeterConfig::default(),
+            accounting: Accounting::paper(),
+        }
+    }
+}
+
+/// Names of the top-level sections.
+const SECTIONS: [&str; 10] = [
+    "run",
+    "data",
+    "task",
+    "metrics",
+    "expert",
+    "architect",
+    "search",
+    "final",
+    "termination",
+    "energy",
+];
+
+impl RunConfig {
+    /// The embedded quickstart configuration.
+    pub fn quickstart() -> Result<Self, ConfigError> {
+        Self::from_toml_str(QUICKSTART_TOML)
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let root = serde_json::to_value(&table).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let Value::Object(mut root) = root else {
+            return Err(ConfigError::Syntax("the config is not a table".into()));
+        };
+        if let Some(unknown) = root.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+            return Err(key_err(
+                unknown.clone(),
+                format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+            ));
+        }
+        let mut take = |name: &str| {
+            root.remove(name)
+                .unwrap_or(Value::Object(Default::default()))
+        };
+        let run: RunSection = from_section("run", take("run"))?;
+        let data: DataSection = from_section("data", take("data"))?;
+        let task: TaskSection = from_section("task", take("task"))?;
+        let metrics = metrics_from(take("metrics"))?;
+        let expert: ExpertSection = from_section("expert", take("expert"))?;
+        let architect: ArchitectConfig = match take("architect") {
+            Value::Object(m) if m.is_empty() => ArchitectConfig::default(),
+            v => from_section("architect", v)?,
+        };
+        let search = train_from("search", take("search"), TrainConfig::paper_search())?;
+        let final_training = final_from(take("final"))?;
+        let termination: Termination = from_section("termination", take("termination"))?;
+        let energy: EnergySection = from_section("energy", take("energy"))?;
+        let config = RunConfig {
+            run,
+            data,
+            task,
+            metrics,
+            expert,
+            architect,
+            search,
+            final_training,
+            termination,
+            energy,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: ranges, budgets, the training recipes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.termination;
+        if t.iterations == 0 {
+            return Err(key_err("termination.iterations", "must be at least 1"));
+        }
+        if let Some(s) = t.max_wall_seconds
+            && !(s > 0.0)
+        {
+            return Err(key_err("termination.max_wall_seconds", "must be positive"));
+        }
+        if let Some(e) = t.max_energy_kwh
+            && !(e > 0.0)
+        {
+            return Err(key_err("termination.max_energy_kwh", "must be positive"));
+        }
+        for (key, v) in [
+            (
+                "termination.targets.min_validation_accuracy",
+                t.targets.min_validation_accuracy,
+            ),
+            (
+                "termination.targets.min_train_accuracy",
+                t.targets.min_train_accuracy,
+            ),
+        ] {
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
+                return Err(key_err(key, format!("{v} is not a fraction in [0, 1]")));
+            }
+        }
+        let d = &self.data;
+        if !(d.validation_split > 0.0 && d.validation_split < 1.0) {
+            return Err(key_err("data.validation_split", "must be in (0, 1)"));
+        }
+        if !(d.test_split > 0.0 && d.test_split < 1.0) {
+            return Err(key_err("data.test_split", "must be in (0, 1)"));
+        }
+        self.search.check().map_err(|e| key_err("search", e))?;
+        self.final_training
+            .training
+            .check()
+            .map_err(|e| key_err("final", e))?;
+        self.energy
+            .accounting
+            .validate()
+            .map_err(|e| key_err("energy.accounting", e))?;
+        if self.expert.rulebook.trim().is_empty() {
+            return Err(key_err(
+                "expert.rulebook",
+                "must be \"paper\" or a file path",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The config as TOML (what `config.toml` in a run directory holds).
+    pub fn to_toml_string(&self) -> Result<String, ConfigError> {
+        // Through JSON first: TOML cannot hold `None`, and every `None` here is the default.
+        let value = serde_json::to_value(self).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let value = strip_nulls(value);
+        toml::to_string_pretty(&value).map_err(|e| ConfigError::Syntax(e.to_string()))
+    }
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(strip_nulls).collect()),
+        other => other,
+    }
+}
+
+fn from_section<T: serde::de::DeserializeOwned>(name: &str, v: Value) -> Result<T, ConfigError> {
+    serde_json::from_value(v).map_err(|e| key_err(name, e))
+}
+
+/// Overlays `over` onto `base`, table by table (non-table values replace).
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn take_string(v: &mut Value, section: &str, key: &str) -> Result<Option<String>, ConfigError> {
+    let Value::Object(m) = v else {
+        return Err(key_err(section, "must be a table"));
+    };
+    match m.remove(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(key_err(
+            format!("{section}.{key}"),
+            format!("must be a string, got {other}"),
+        )),
+    }
+}
+
+/// `[metrics]`: an optional `preset` (a paper dataset's appendix configuration) and `setting`
+/// (Table 4's priorities), overlaid by any explicit key.
+fn metrics_from(mut v: Value) -> Result<UserMetrics, ConfigError> {
+    let preset = take_string(&mut v, "metrics", "preset")?;
+    let setting = match &mut v {
+        Value::Object(m) => m.remove("setting"),
+        _ => None,
+    };
+    let dataset = match preset.as_deref() {
+        None => None,
+        Some(name) => Some(
+            PaperDataset::ALL
+                .into_iter()
+                .find(|d| d.name().eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    key_err(
+                        "metrics.preset",
+                        format!(
+                            "unknown preset `{name}`; expected cifar10, cifar100 or imagenet16-120"
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let mut base = match dataset {
+        Some(d) => d.appendix_configuration(),
+        None => UserMetrics::default(),
+    };
+    if let Some(s) = setting {
+        let n = s
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .and_then(table4_setting)
+            .ok_or_else(|| {
+                key_err(
+                    "metrics.setting",
+                    format!("{s} is not a Table 4 setting (1 to 5)"),
+                )
+            })?;
+        base.priorities = n;
+    }
+    let mut merged = serde_json::to_value(base).map_err(|e| key_err("metrics", e))?;
+    merge(&mut merged, v);
+    serde_json::from_value(merged).map_err(|e| key_err("metrics", e))
+}
+
+/// A training section: an optional `preset` (`paper_search`, `paper_final`, `quick`) overlaid by
+/// any explicit key of [`TrainConfig`].
+fn train_from(
+    section: &str,
+    mut v: Value,
+    default: TrainConfig,
+) -> Result<TrainConfig, ConfigError> {
+    let preset = take_string(&mut v, section, "preset")?;
+    let base = match preset.as_deref() {
+        None => default,
+        Some("paper_search") => TrainConfig::paper_search(),
+        Some("paper_final") => TrainConfig::paper_final(),
+        Some("quick") => TrainConfig::quick(1, 1.0),
+        Some(other) => {
+            return Err(key_err(
+                format!("{section}.preset"),
+                format!("unknown preset `{other}`; expected paper_search, paper_final or quick"),
+            ));
+        }
+    };
+    let mut merged = serde_json::to_value(base).map_err(|e| key_err(section, e))?;
+    merge(&mut merged, v);
+    serde_json::from_value(merged).map_err(|e| key_err(section, e))
+}
+
+fn final_from(mut v: Value) -> Result<FinalSection, ConfigError> {
+    let enabled = match &mut v {
+        Value::Object(m) => match m.remove("enabled") {
+            None => true,
+            Some(Value::Bool(b)) => b,
+            Some(other) => {
+                return Err(key_err(
+                    "final.enabled",
+                    format!("must be true or false, got {other}"),
+                ));
+            }
+        },
+        _ => return Err(key_err("final", "must be a table")),
+    };
+    let training = train_from("final", v, TrainConfig::paper_final())?;
+    Ok(FinalSection { enabled, training })
+}
+
+impl<'de> Deserialize<'de> for FinalSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        final_from(v).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for FinalSection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = serde_json::to_value(&self.training).map_err(serde::ser::Error::custom)?;
+        if let Value::Object(m) = &mut v {
+            m.insert("enabled".into(), Value::Bool(self.enabled));
+        }
+        v.serialize(s)
+    }
+}

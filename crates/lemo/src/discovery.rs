@@ -1,0 +1,874 @@
+//! [`Discovery`]: Algorithm 1 of the paper, composed from the traits of the other crates.
+//!
+//! Each iteration: the architect proposes a network (the first from the task, later ones from
+//! the previous network, its metrics and the resolved instructions); the answer is parsed and
+//! validated (an invalid one goes back with the exact error for a bounded number of repair
+//! rounds, no training spent); a network seen before (same canonical hash) reuses its earlier
+//! evaluation; otherwise the trainer trains and measures it with the energy meter; the rule book
+//! turns the metrics into weighted instructions, resolved by Algorithm 3; CM (equation 1) and the
+//! Pareto front keep the best. Every step is journalled as it happens; [`Discovery::resume`]
+//! continues a killed run. After the search the best network is retrained with the final recipe,
+//! measured and saved, and the report is written.
+
+use std::path::Path;
+use std::time::Instant;
+
+use lemo_arch::Task;
+use lemo_energy::{CompositeMeter, EnergyMeter, NoMeter};
+use lemo_expert::{PaperRuleBook, ResolvedCommand, RuleBook, RuleSet};
+use lemo_llm::{Architect, Feedback, Proposal, ProposalKind, TaskBrief};
+use lemo_metrics::{Effectiveness, Objective, Observed, pareto_front};
+use lemo_train::data::{DataError, Splits};
+use lemo_train::{BurnTrainer, Evaluation, TrainObserver, Trainer};
+
+use crate::config::{ConfigError, RunConfig};
+use crate::event::{
+    AnswerOutcome, DataSummary, Event, FinalResult, IterationOutcome, JOURNAL_VERSION, StopReason,
+};
+use crate::history::{HistoryError, RunHistory};
+use crate::journal::{JournalError, JournalWriter};
+use crate::report::{ReportError, write_report};
+use crate::run_dir::RunDir;
+
+/// Errors that stop a run. Each maps to an exit code of the `lemo` command
+/// ([`LemoError::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LemoError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data could not be loaded (missing, truncated, malformed).
+    #[error("data: {0}")]
+    Data(#[from] DataError),
+    /// The architect failed (no answer at all: network, key, timeout).
+    #[error("architect: {0}")]
+    Architect(#[from] lemo_llm::LlmError),
+    /// The trainer failed outside a candidate (the final training).
+    #[error("training: {0}")]
+    Train(#[from] lemo_train::TrainError),
+    /// The energy meter could not be set up.
+    #[error("energy meter: {0}")]
+    Energy(#[from] lemo_energy::EnergyError),
+    /// The rule book could not be loaded.
+    #[error("rule book: {0}")]
+    RuleBook(#[from] lemo_expert::RuleBookError),
+    /// The journal could not be written or read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The run could not be rebuilt from its journal.
+    #[error("resume: {0}")]
+    Resume(String),
+    /// The report could not be written.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// A file or directory of the run could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl From<HistoryError> for LemoError {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::Journal(j) => LemoError::Journal(j),
+            other => LemoError::Resume(other.to_string()),
+        }
+    }
+}
+
+impl LemoError {
+    /// The exit code of the `lemo` command for this error: 2 bad configuration or input,
+    /// 3 data missing or unreadable, 4 architect / API failure, 5 training failure,
+    /// 6 run directory / journal / report I/O, 7 energy meter.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LemoError::Config(_) | LemoError::RuleBook(_) | LemoError::Resume(_) => 2,
+            LemoError::Data(_) => 3,
+            LemoError::Architect(_) => 4,
+            LemoError::Train(_) => 5,
+            LemoError::Journal(_) | LemoError::Report(_) | LemoError::Io { .. } => 6,
+            LemoError::Energy(_) => 7,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LemoError + '_ {
+    move |source| LemoError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Progress of a run: journal events as they are written, plus the trainer's epoch progress.
+/// Every method has a no-op default.
+pub trait RunObserver: TrainObserver {
+    /// An event was written to the journal.
+    fn on_event(&mut self, event: &Event) {
+        let _ = event;
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl TrainObserver for Quiet {}
+impl RunObserver for Quiet {}
+
+/// Seed of one step of one iteration, derived from the run seed (SplitMix64 finaliser), so a
+/// resumed run uses the same seeds as an uninterrupted one.
+pub fn derive_seed(run_seed: u64, iteration: u64, stream: u64) -> u64 {
+    let mut z = run_seed
+        ^ iteration.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Seed stream of the architect's proposals.
+const STREAM_ARCHITECT: u64 = 1;
+/// Seed stream of candidate training.
+const STREAM_TRAIN: u64 = 2;
+/// Seed stream of the final training.
+const STREAM_FINAL: u64 = 3;
+
+/// The loaded data of a run and its summary.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// Train, validation and test splits.
+    pub splits: Splits,
+    /// Sizes and names, for the journal.
+    pub summary: DataSummary,
+}
+
+/// Loads the configured dataset and splits it; a format without a test split gets one held out
+/// from the training data (`data.test_split`).
+pub fn load_data(config: &RunConfig) -> Result<RunData, LemoError> {
+    let d = &config.data;
+    let (all, test) = d.dataset.load_raw()?;
+    let (all, test, test_source) = match test {
+        Some(t) => (all, t, "dataset test split".to_string()),
+        None => {
+            let (rest, held) = all.split(d.test_split, d.split_seed ^ 0x7E57);
+            (
+                rest,
+                held,
+                format!(
+                    "held out from the training data ({:.0}%)",
+                    d.test_split * 100.0
+                ),
+            )
+        }
+    };
+    let (train, val) = all.split(d.validation_split, d.split_seed);
+    let summary = DataSummary {
+        name: train.name.clone(),
+        shape: train.shape,
+        classes: train.classes(),
+        train: train.len(),
+        val: val.len(),
+        test: test.len(),
+        test_source,
+    };
+    Ok(RunData {
+        splits: Splits {
+            train,
+            val,
+            test: Some(test),
+        },
+        summary,
+    })
+}
+
+/// The energy meter a configuration asks for.
+pub fn build_meter(config: &RunConfig) -> Result<Box<dyn EnergyMeter>, LemoError> {
+    if config.energy.enabled {
+        Ok(Box::new(CompositeMeter::detect(&config.energy.sources)?))
+    } else {
+        Ok(Box::new(NoMeter))
+    }
+}
+
+/// The rule book a configuration asks for (`"paper"` or a TOML file).
+pub fn build_rulebook(config: &RunConfig) -> Result<Box<dyn RuleBook>, LemoError> {
+    if config.expert.rulebook == "paper" {
+        Ok(Box::new(PaperRuleBook))
+    } else {
+        Ok(Box::new(RuleSet::from_path(&config.expert.rulebook)?))
+    }
+}
+
+/// The discovery loop (Algorithm 1) over any architect, trainer, energy meter and rule book.
+pub struct Discovery {
+    config: RunConfig,
+    architect: Box<dyn Architect>,
+    trainer: Box<dyn Trainer>,
+    meter: Box<dyn EnergyMeter>,
+    rulebook: Box<dyn RuleBook>,
+    observer: Box<dyn RunObserver>,
+    data: Option<RunData>,
+    stop_after: Option<usize>,
+}
+
+/// What a finished (or paused) run reports.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run directory.
+    pub run_dir: RunDir,
+    /// The run's history, rebuilt from its journal.
+    pub history: RunHistory,
+    /// Whether the run finished (false: stopped early by [`Discovery::stop_after`]).
+    pub finished: bool,
+}
+
+impl RunSummary {
+    /// Path of the Markdown report.
+    pub fn report_path(&self) -> std::path::PathBuf {
+        self.run_dir.report()
+    }
+}
+
+struct Loop {
+    journal: JournalWriter,
+    history: RunHistory,
+    task: Task,
+    brief: TaskBrief,
+}
+
+impl Discovery {
+    /// Composes the parts the configuration names: its architect, the burn trainer, the energy
+    /// meter it asks for and its rule book.
+    pub fn from_config(config: RunConfig) -> Result<Self, LemoError> {
+        let architect = config.architect.build()?;
+        let meter = build_meter(&config)?;
+        let rulebook = build_rulebook(&config)?;
+        Ok(Self::new(
+            config,
+            architect,
+            Box::new(BurnTrainer::new()),
+            meter,
+            rulebook,
+        ))
+    }
+
+    /// Composes the given parts (any implementation of each trait).
+    pub fn new(
+        config: RunConfig,
+        architect: Box<dyn Architect>,
+        trainer: Box<dyn Trainer>,
+        meter: Box<dyn EnergyMeter>,
+        rulebook: Box<dyn RuleBook>,
+    ) -> Self {
+        Self {
+            config,
+            architect,
+            trainer,
+            meter,
+            rulebook,
+            observer: Box::new(Quiet),
+            data: None,
+            stop_after: None,
+        }
+    }
+
+    /// Reports progress to `observer`.
+    pub fn with_observer(mut self, observer: Box<dyn RunObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Uses already loaded data instead of loading the configured dataset.
+    pub fn with_data(mut self, data: RunData) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// Stops (without finishing the run) once this many iterations are in the journal: for
+    /// tests of resume, and to split a long run into sessions.
+    pub fn stop_after(mut self, iterations: usize) -> Self {
+        self.stop_after = Some(iterations);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    fn data(&mut self) -> Result<RunData, LemoError> {
+        if let Some(d) = &self.data {
+            return Ok(d.clone());
+        }
+        let d = load_data(&self.config)?;
+        self.data = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Starts a new run in a fresh timestamped directory under `config.run.out_dir`.
+    pub fn discover(&mut self) -> Result<RunSummary, LemoError> {
+        let out = self.config.run.out_dir.clone();
+        let dir = RunDir::create_timestamped(&out).map_err(io_err(&out))?;
+        self.discover_in(dir)
+    }
+
+    /// Starts a new run in `dir` (created if needed; it must not hold a journal yet).
+    pub fn discover_in(&mut self, dir: RunDir) -> Result<RunSummary, LemoError> {
+        std::fs::create_dir_all(dir.root()).map_err(io_err(dir.root()))?;
+        let data = self.data()?;
+        let toml = self.config.to_toml_string()?;
+        let config_path = dir.config();
+        std::fs::write(&config_path, toml).map_err(io_err(&config_path))?;
+        let journal = JournalWriter::create(&dir.journal())?;
+        let task = self.task(&data.summary);
+        let mut lp = Loop {
+            journal,
+            history: RunHistory::default(),
+            brief: self.brief(&task, &data.summary),
+            task: task.clone(),
+        };
+        let start = Event::RunStarted {
+            version: JOURNAL_VERSION,
+            config: Box::new(self.config.clone()),
+            task,
+            data: data.summary.clone(),
+            architect: self.architect.name(),
+            trainer: self.trainer.name(),
+            meter: self.meter.name(),
+            rulebook: self.rulebook.name().to_string(),
+        };
+        self.emit(&mut lp, start)?;
+        self.run_loop(dir, lp, &data.splits)
+    }
+
+    /// Continues a run from its journal: finished iterations are kept, an unfinished one runs
+    /// again with the same seed; a finished run only gets its report rewritten.
+    pub fn resume(&mut self, dir: RunDir) -> Result<RunSummary, LemoError> {
+        let (journal, contents) = JournalWriter::reopen::<Event>(&dir.journal())?;
+        let history = RunHistory::from_entries(&contents.entries);
+        let Some(start) = history.start.clone() else {
+            return Err(LemoError::Resume(format!(
+                "{} has no run_started event: nothing to resume",
+                dir.journal().display()
+            )));
+        };
+        if history.finished {
+            write_report(&dir, &history)?;
+            return Ok(RunSummary {
+                run_dir: dir,
+                history,
+                finished: true,
+            });
+        }
+        let data = self.data()?;
+        if data.summary != start.data {
+            return Err(LemoError::Resume(format!(
+                "the data differ from the run's ({:?} now, {:?} then)",
+                data.summary, start.data
+            )));
+        }
+        let mut lp = Loop {
+            journal,
+            brief: self.brief(&start.task, &data.summary),
+            task: start.task.clone(),
+            history,
+        };
+        let resumed = Event::Resumed {
+            finished_iterations: lp.history.iterations.len(),
+            torn_tail: contents.torn_tail.is_some(),
+        };
+        self.emit(&mut lp, resumed)?;
+        self.run_loop(dir, lp, &data.splits)
+    }
+
+    fn task(&self, data: &DataSummary) -> Task {
+        Task {
+            input: data.shape,
+            classes: data.classes,
+            limits: self.config.task.limits,
+        }
+    }
+
+    fn brief(&self, task: &Task, data: &DataSummary) -> TaskBrief {
+        TaskBrief {
+            dataset: data.name.clone(),
+            task: task.clone(),
+            notes: String::new(),
+            seed: self.config.run.seed,
+        }
+    }
+
+    fn emit(&mut self, lp: &mut Loop, event: Event) -> Result<(), LemoError> {
+        let written = lp.journal.append(&event)?;
+        self.observer.on_event(&event);
+        let entry = crate::journal::Entry {
+            seq: written.seq,
+            unix_ms: written.unix_ms,
+            event,
+        };
+        // Keep the in-memory history equal to what a reader of the journal would rebuild.
+        lp.history.apply(&entry);
+        Ok(())
+    }
+
+    fn run_loop(
+        &mut self,
+        dir: RunDir,
+        mut lp: Loop,
+        splits: &Splits,
+    ) -> Result<RunSummary, LemoError> {
+        while lp.history.search_finished.is_none() {
+            if let Some(reason) = self.stop_reason(&lp.history) {
+                let best = lp.history.best_iteration();
+                self.emit(
+                    &mut lp,
+                    Event::SearchFinished {
+                        reason,
+                        best_iteration: best,
+                    },
+                )?;
+                break;
+            }
+            if self
+                .stop_after
+                .is_some_and(|n| lp.history.iterations.len() >= n)
+            {
+                return Ok(RunSummary {
+                    run_dir: dir,
+                    history: lp.history,
+                    finished: false,
+                });
+            }
+            self.iteration(&mut lp, splits)?;
+        }
+        if lp.history.final_result.is_none() {
+            self.final_training(&dir, &mut lp, splits)?;
+        }
+        let (reason, best) = lp.history.search_finished.clone().unwrap_or((
+            StopReason::Iterations {
+                iterations: lp.history.iterations.len(),
+            },
+            None,
+        ));
+        self.emit(
+            &mut lp,
+            Event::RunFinished {
+                reason,
+                best_iteration: best,
+            },
+        )?;
+        write_report(&dir, &lp.history)?;
+        Ok(RunSummary {
+            run_dir: dir,
+            history: lp.history,
+            finished: true,
+        })
+    }
+
+    /// Algorithm 1's termination condition, checked before each iteration.
+    fn stop_reason(&self, h: &RunHistory) -> Option<StopReason> {
+        let t = &self.config.termination;
+        if let Some(last) = h.iterations.last()
+            && let IterationOutcome::Evaluated {
+                observed,
+                effectiveness,
+                ..
+            } = &last.outcome
+            && t.targets.met(observed, effectiveness.cm)
+        {
+            return Some(StopReason::Targets {
+                iteration: last.iteration,
+            });
+        }
+        if h.iterations.len() >= t.iterations {
+            return Some(StopReason::Iterations {
+                iterations: h.iterations.len(),
+            });
+        }
+        let seconds = h.search_seconds();
+        if t.max_wall_seconds.is_some_and(|m| seconds >= m) {
+            return Some(StopReason::WallClock { seconds });
+        }
+        let kwh = h.search_kwh();
+        if t.max_energy_kwh.is_some_and(|m| kwh >= m) {
+            return Some(StopReason::Energy { kwh });
+        }
+        None
+    }
+
+    fn block_on<T>(
+        &self,
+        f: lemo_llm::BoxFuture<'_, Result<T, lemo_llm::LlmError>>,
+    ) -> Result<T, LemoError> {
+        Ok(lemo_llm::block_on(f)?)
+    }
+
+    /// One iteration of Algorithm 1, from the proposal to the closing event.
+    fn iteration(&mut self, lp: &mut Loop, splits: &Splits) -> Result<(), LemoError> {
+        let started = Instant::now();
+        let n = lp.history.iterations.len() + 1;
+        let seed = derive_seed(self.config.run.seed, n as u64, STREAM_ARCHITECT);
+        // The previous evaluated network and the command that followed it.
+        let previous = lp
+            .history
+            .iterations
+            .iter()
+            .rev()
+            .find_map(|r| match &r.outcome {
+                IterationOutcome::Evaluated {
+                    graph, observed, ..
+                } => Some((graph.clone(), *observed)),
+                _ => None,
+            });
+        let command = lp
+            .history
+            .iterations
+            .last()
+            .and_then(|r| r.next_command.clone());
+        let command = previous.as_ref().map(|_| command.unwrap_or_default());
+        self.emit(
+            lp,
+            Event::IterationStarted {
+                iteration: n,
+                seed,
+                command: command.clone(),
+            },
+        )?;
+
+        // Propose, then repair while the answer is unusable (no training spent on it).
+        let mut brief = lp.brief.clone();
+        brief.seed = seed;
+        let feedback = match (&previous, &command) {
+            (Some((graph, observed)), Some(cmd)) => Some(Feedback {
+                round: u32::try_from(n - 1).unwrap_or(u32::MAX),
+                previous: graph.clone(),
+                observed: *observed,
+                command: cmd.clone(),
+            }),
+            _ => None,
+        };
+        let mut proposal: Proposal = match &feedback {
+            Some(f) => self.block_on(self.architect.propose_next(&brief, f))?,
+            None => self.block_on(self.architect.propose_initial(&brief))?,
+        };
+        let mut round = 0usize;
+        let design = loop {
+            let outcome = match &proposal.outcome {
+                Ok(d) => AnswerOutcome::Valid {
+                    graph: d.graph.clone(),
+                    hash: d.graph.canonical_hash(),
+                    params: d.analysis.params,
+                    macs: d.analysis.macs,
+                    notes: d.notes.clone(),
+                },
+                Err(p) => AnswerOutcome::Invalid {
+                    kind: p.kind.clone(),
+                    error: p.message.clone(),
+                },
+            };
+            self.emit(
+                lp,
+                Event::Answer {
+                    iteration: n,
+                    round,
+                    kind: kind_name(proposal.kind).into(),
+                    prompt: proposal.prompt.clone(),
+                    raw: proposal.raw.clone(),
+                    usage: proposal.usage,
+                    latency_ms: proposal.latency_ms,
+                    outcome,
+                },
+            )?;
+            match &proposal.outcome {
+                Ok(d) => break Some(d.clone()),
+                Err(problem) => {
+                    if round >= self.config.run.max_repair_rounds {
+                        break None;
+                    }
+                    round += 1;
+                    let error = problem.message.clone();
+                    proposal = self.block_on(self.architect.repair(&brief, &proposal, &error))?;
+                }
+            }
+        };
+
+        let mut kwh = 0.0;
+        let outcome = match design {
+            None => IterationOutcome::Invalid {
+                error: proposal
+                    .problem()
+                    .map(|p| p.message.clone())
+                    .unwrap_or_default(),
+                repair_rounds: round,
+            },
+            Some(design) => {
+                let hash = design.graph.canonical_hash();
+                let earlier = lp.history.evaluations_by_hash().remove(&hash);
+                let result = match earlier {
+                    Some((it, ev)) => Ok((ev, Some(it))),
+                    None => {
+                        let mut cfg = self.config.search.clone();
+                        cfg.seed = derive_seed(self.config.run.seed, n as u64, STREAM_TRAIN);
+                        let observer: &mut dyn TrainObserver = self.observer.as_mut();
+                        self.trainer
+                            .train(
+                                &design.graph,
+                                &lp.task,
+                                splits,
+                                &cfg,
+                                self.meter.as_ref(),
+                                observer,
+                            )
+                            .map(|ev| (ev, None))
+                    }
+                };
+                match result {
+                    Err(e) => IterationOutcome::Failed {
+                        graph: design.graph.clone(),
+                        error: e.to_string(),
+                    },
+                    Ok((evaluation, reused_from)) => {
+                        if reused_from.is_none() {
+                            kwh = evaluation_kwh(&evaluation);
+                        }
+                        let observed = observe(&evaluation, &design.analysis);
+                        self.emit(
+                            lp,
+                            Event::Evaluated {
+                                iteration: n,
+                                hash: hash.clone(),
+                                reused_from,
+                                evaluation: Box::new(evaluation.clone()),
+                            },
+                        )?;
+                        let user = self.config.metrics;
+                        let user = &user;
+                        let weighted = self.rulebook.instructions(user, &observed);
+                        let resolved = weighted.resolve();
+                        let fired = self.rulebook.fired(user, &observed);
+                        self.emit(
+                            lp,
+                            Event::Advised {
+                                iteration: n,
+                                fired,
+                                command: weighted,
+                                rendered: resolved.render(),
+                                resolved,
+                            },
+                        )?;
+                        IterationOutcome::Evaluated {
+                            graph: design.graph.clone(),
+                            hash,
+                            reused_from,
+                            effectiveness: Effectiveness::of(user, &observed),
+                            observed,
+                            diverged: !evaluation.status.is_usable(),
+                        }
+                    }
+                }
+            }
+        };
+
+        // The command for the next iteration: the new advice, or the previous one again.
+        let next_command: Option<ResolvedCommand> = match &outcome {
+            IterationOutcome::Evaluated { .. } => lp.history_advice(n),
+            _ => command,
+        };
+        let (best, front) = best_and_front(&lp.history, n, &outcome);
+        self.emit(
+            lp,
+            Event::IterationFinished {
+                iteration: n,
+                outcome: Box::new(outcome),
+                next_command,
+                best_iteration: best,
+                pareto_front: front,
+                seconds: started.elapsed().as_secs_f64(),
+                kwh,
+            },
+        )?;
+        Ok(())
+    }
+
+    fn final_training(
+        &mut self,
+        dir: &RunDir,
+        lp: &mut Loop,
+        splits: &Splits,
+    ) -> Result<(), LemoError> {
+        let Some(best) = lp
+            .history
+            .search_finished
+            .as_ref()
+            .and_then(|(_, b)| *b)
+            .and_then(|b| lp.history.iteration(b).cloned())
+        else {
+            self.emit(
+                lp,
+                Event::Warning {
+                    message: "no network was evaluated: nothing to retrain".into(),
+                },
+            )?;
+            return Ok(());
+        };
+        let IterationOutcome::Evaluated { graph, hash, .. } = best.outcome.clone() else {
+            return Ok(());
+        };
+        let best_dir = dir.best();
+        std::fs::create_dir_all(&best_dir).map_err(io_err(&best_dir))?;
+        let analysis = graph
+            .validate(&lp.task)
+            .map_err(|e| LemoError::Resume(format!("the best network no longer validates: {e}")))?;
+        write_file(&best_dir.join("graph.json"), &graph.to_json_pretty())?;
+        write_file(
+            &best_dir.join("network.dot"),
+            &graph.to_dot(Some(&analysis)),
+        )?;
+        write_file(&best_dir.join("summary.txt"), &graph.summary(&analysis))?;
+
+        let (evaluation, weights_dir) = if self.config.final_training.enabled {
+            self.emit(
+                lp,
+                Event::FinalStarted {
+                    iteration: best.iteration,
+                    hash: hash.clone(),
+                },
+            )?;
+            let mut cfg = self.config.final_training.training.clone();
+            cfg.seed = derive_seed(self.config.run.seed, 0, STREAM_FINAL);
+            cfg.evaluate_test = true;
+            let observer: &mut dyn TrainObserver = self.observer.as_mut();
+            let ev = self.trainer.train(
+                &graph,
+                &lp.task,
+                splits,
+                &cfg,
+                self.meter.as_ref(),
+                observer,
+            )?;
+            let weights = best_dir.join("weights");
+            let saved = self.trainer.save_last(&weights)?;
+            (ev, saved.then(|| "best/weights".to_string()))
+        } else {
+            match best.evaluation.clone() {
+                Some(ev) => (ev, None),
+                None => return Ok(()),
+            }
+        };
+        let observed = observe(&evaluation, &analysis);
+        let inference_energy = evaluation.inference.as_ref().map(|i| i.energy.clone());
+        let result = FinalResult {
+            iteration: best.iteration,
+            graph,
+            hash,
+            inference_joules_per_image: observed.inference_energy_per_image_j,
+            inference_energy,
+            observed,
+            evaluation,
+            weights_dir,
+        };
+        self.emit(
+            lp,
+            Event::FinalFinished {
+                result: Box::new(result),
+            },
+        )
+    }
+}
+
+impl Loop {
+    fn history_advice(&self, n: usize) -> Option<ResolvedCommand> {
+        self.history.pending_advice(n)
+    }
+}
+
+fn kind_name(k: ProposalKind) -> &'static str {
+    match k {
+        ProposalKind::Initial => "initial",
+        ProposalKind::Next => "next",
+        ProposalKind::Repair => "repair",
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), LemoError> {
+    std::fs::write(path, text).map_err(io_err(path))
+}
+
+/// Energy of an evaluation's windows (training, validation, inference), kWh before PUE.
+pub fn evaluation_kwh(ev: &Evaluation) -> f64 {
+    ev.train_energy.total_kwh()
+        + ev.val_energy.total_kwh()
+        + ev.inference.as_ref().map_or(0.0, |i| i.energy.total_kwh())
+}
+
+/// The observed metrics (Table 1) of an evaluation.
+///
+/// F is the large-batch throughput of the deployment form (0 when not measured); E1 and E2 are
+/// the training and validation windows in kWh before PUE; the inference energy per image is the
+/// inference window's mean power divided by the large-batch throughput.
+pub fn observe(ev: &Evaluation, analysis: &lemo_arch::Analysis) -> Observed {
+    let inf = ev.inference.as_ref();
+    let per_image = inf.and_then(|i| {
+        let secs = i.energy.wall.as_secs_f64();
+        (secs > 0.0 && i.fps_large_batch > 0.0 && !i.energy.components.is_empty())
+            .then(|| i.energy.total_joules() / secs / i.fps_large_batch)
+    });
+    Observed {
+        a1: ev.train_accuracy,
+        a2: ev.val_accuracy,
+        e1_kwh: ev.train_energy.total_kwh(),
+        e2_kwh: ev.val_energy.total_kwh(),
+        fps: inf.map_or(0.0, |i| i.fps_large_batch),
+        params: ev.params,
+        test_accuracy: ev.test_accuracy,
+        inference_energy_per_image_j: per_image,
+        latency_p50_ms: inf.map(|i| i.latency_p50_ms),
+        latency_p95_ms: inf.map(|i| i.latency_p95_ms),
+        model_size_bytes: Some(analysis.model_bytes),
+        macs: Some(analysis.macs),
+    }
+}
+
+/// Best iteration by CM (Algorithm 1: strictly greater replaces) and the Pareto front, over
+/// the finished iterations plus the one closing now.
+fn best_and_front(
+    h: &RunHistory,
+    n: usize,
+    outcome: &IterationOutcome,
+) -> (Option<usize>, Vec<usize>) {
+    let mut cands: Vec<(usize, Observed, f64)> = h
+        .iterations
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            IterationOutcome::Evaluated {
+                observed,
+                effectiveness,
+                ..
+            } => Some((r.iteration, *observed, effectiveness.cm)),
+            _ => None,
+        })
+        .collect();
+    if let IterationOutcome::Evaluated {
+        observed,
+        effectiveness,
+        ..
+    } = outcome
+    {
+        cands.push((n, *observed, effectiveness.cm));
+    }
+    let mut best: Option<(usize, f64)> = None;
+    for (it, _, cm) in &cands {
+        if best.is_none_or(|(_, b)| *cm > b) {
+            best = Some((*it, *cm));
+        }
+    }
+    let front = pareto_front(cands.iter().map(|c| &c.1), &Objective::DEFAULT)
+        .into_iter()
+        .map(|i| cands[i].0)
+        .collect();
+    (best.map(|b| b.0), front)
+}

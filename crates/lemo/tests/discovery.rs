@@ -1,0 +1,305 @@
+//! The discovery loop with a deterministic fake trainer: resume equals an uninterrupted run,
+//! duplicates reuse results, invalid answers get bounded repair rounds, termination, reports.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{FakeTrainer, digits, quick_config};
+use lemo::event::AnswerOutcome;
+use lemo::journal::{JournalWriter, read_journal};
+use lemo::{
+    Discovery, Event, IterationOutcome, RunConfig, RunDir, RunHistory, StopReason, render_report,
+};
+use lemo_energy::NoMeter;
+use lemo_expert::PaperRuleBook;
+use lemo_llm::{
+    Architect, BoxFuture, Feedback, LlmError, Proposal, ProposalKind, TaskBrief, read_answer,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn discovery(config: RunConfig, architect: Box<dyn Architect>) -> Discovery {
+    let data = digits(&config);
+    Discovery::new(
+        config,
+        architect,
+        Box::new(FakeTrainer::default()),
+        Box::new(NoMeter),
+        Box::new(PaperRuleBook),
+    )
+    .with_data(data)
+}
+
+fn offline(config: &RunConfig) -> Box<dyn Architect> {
+    config.architect.build().unwrap()
+}
+
+/// Per iteration: (number, hash or outcome name, A2, CM).
+fn trace(h: &RunHistory) -> Vec<(usize, String, f64, f64)> {
+    h.iterations
+        .iter()
+        .map(|r| match &r.outcome {
+            IterationOutcome::Evaluated {
+                hash,
+                observed,
+                effectiveness,
+                ..
+            } => (r.iteration, hash.clone(), observed.a2, effectiveness.cm),
+            IterationOutcome::Invalid { .. } => (r.iteration, "invalid".into(), 0.0, 0.0),
+            IterationOutcome::Failed { .. } => (r.iteration, "failed".into(), 0.0, 0.0),
+        })
+        .collect()
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let config = quick_config(5, tmp.path());
+
+    let mut full = discovery(config.clone(), offline(&config));
+    let a = full.discover_in(RunDir::new(tmp.path().join("a")))?;
+    assert!(a.finished);
+    assert_eq!(a.history.iterations.len(), 5);
+
+    // Stop after two iterations, then fake a kill in the middle of iteration 3: its opening
+    // event and an answer are synced, and a torn half line follows.
+    let dir_b = RunDir::new(tmp.path().join("b"));
+    let mut part = discovery(config.clone(), offline(&config)).stop_after(2);
+    let b1 = part.discover_in(dir_b.clone())?;
+    assert!(!b1.finished);
+    assert_eq!(b1.history.iterations.len(), 2);
+    {
+        let (mut w, _) = JournalWriter::reopen::<Event>(&dir_b.journal())?;
+        w.append(&Event::IterationStarted {
+            iteration: 3,
+            seed: 1,
+            command: None,
+        })?;
+        drop(w);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir_b.journal())?;
+        f.write_all(br#"{"seq":99,"unix_ms":1,"event":{"type":"answ"#)?;
+    }
+    let mut rest = discovery(config.clone(), offline(&config));
+    let b = rest.resume(dir_b.clone())?;
+    assert!(b.finished);
+
+    // Same networks, same metrics, same best, same final network.
+    assert_eq!(trace(&a.history), trace(&b.history));
+    assert_eq!(a.history.best_iteration(), b.history.best_iteration());
+    let (fa, fb) = (
+        a.history.final_result.as_ref().unwrap(),
+        b.history.final_result.as_ref().unwrap(),
+    );
+    assert_eq!(fa.hash, fb.hash);
+    assert_eq!(fa.observed, fb.observed);
+
+    // The journal closes each iteration exactly once, in order.
+    let entries = read_journal::<Event>(&dir_b.journal())?.entries;
+    let closed: Vec<usize> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::IterationFinished { iteration, .. } => Some(*iteration),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![1, 2, 3, 4, 5]);
+    assert_eq!(b.history.resumes, 1);
+
+    // Resuming a finished run changes nothing but the report.
+    let again = discovery(config.clone(), offline(&config)).resume(dir_b.clone())?;
+    assert_eq!(trace(&again.history), trace(&b.history));
+    assert_eq!(
+        read_journal::<Event>(&dir_b.journal())?.entries.len(),
+        entries.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn report_is_regenerated_from_the_journal_alone() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let config = quick_config(3, tmp.path());
+    let dir = RunDir::new(tmp.path().join("run"));
+    let s = discovery(config.clone(), offline(&config)).discover_in(dir.clone())?;
+    let written = std::fs::read_to_string(dir.report())?;
+    let history = RunHistory::load(&dir.journal())?;
+    assert!(
+        history == s.history,
+        "the journal rebuilds the in-memory history"
+    );
+    assert_eq!(render_report(&history)?, written);
+    for col in [
+        "Test accuracy",
+        "Number of params",
+        "Generating + training runtime (hours)",
+        "kWh-PUE",
+        "CO2 emission (lbs)",
+        "Inferencing FPS",
+        "(estimated)",
+    ] {
+        assert!(written.contains(col), "report lacks {col}");
+    }
+    for plot in [
+        "accuracy.svg",
+        "cm.svg",
+        "pareto.svg",
+        "energy.svg",
+        "fps.svg",
+    ] {
+        let svg = std::fs::read_to_string(dir.plots().join(plot))?;
+        assert!(svg.starts_with("<svg"), "{plot}");
+        assert!(written.contains(&format!("plots/{plot}")));
+    }
+    assert!(dir.best().join("graph.json").exists());
+    assert!(dir.best().join("network.dot").exists());
+    let cfg = RunConfig::from_path(&dir.config())?;
+    assert_eq!(cfg, config);
+    Ok(())
+}
+
+/// An architect that answers from a fixed list of raw texts, in order (the last repeats).
+struct Scripted {
+    answers: Vec<String>,
+    next: AtomicUsize,
+    kinds: Mutex<Vec<ProposalKind>>,
+}
+
+impl Scripted {
+    fn new(answers: &[&str]) -> Self {
+        Scripted {
+            answers: answers.iter().map(|s| s.to_string()).collect(),
+            next: AtomicUsize::new(0),
+            kinds: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn answer(&self, brief: &TaskBrief, kind: ProposalKind) -> Proposal {
+        let i = self.next.fetch_add(1, Ordering::SeqCst);
+        let raw = self.answers[i.min(self.answers.len() - 1)].clone();
+        self.kinds.lock().unwrap().push(kind);
+        Proposal {
+            architect: "scripted".into(),
+            kind,
+            prompt: Vec::new(),
+            outcome: read_answer(brief, &raw, false),
+            raw,
+            usage: None,
+            latency_ms: 0,
+            model: None,
+        }
+    }
+}
+
+impl Architect for Scripted {
+    fn name(&self) -> String {
+        "scripted".into()
+    }
+    fn propose_initial<'a>(
+        &'a self,
+        b: &'a TaskBrief,
+    ) -> BoxFuture<'a, Result<Proposal, LlmError>> {
+        Box::pin(async move { Ok(self.answer(b, ProposalKind::Initial)) })
+    }
+    fn propose_next<'a>(
+        &'a self,
+        b: &'a TaskBrief,
+        _f: &'a Feedback,
+    ) -> BoxFuture<'a, Result<Proposal, LlmError>> {
+        Box::pin(async move { Ok(self.answer(b, ProposalKind::Next)) })
+    }
+    fn repair<'a>(
+        &'a self,
+        b: &'a TaskBrief,
+        _failed: &'a Proposal,
+        _error: &'a str,
+    ) -> BoxFuture<'a, Result<Proposal, LlmError>> {
+        Box::pin(async move { Ok(self.answer(b, ProposalKind::Repair)) })
+    }
+}
+
+const NET: &str = r#"{"nodes":[{"id":"c","op":"conv2d","filters":8,"kernel":3,"padding":"same"},
+  {"id":"r","op":"relu"},{"id":"g","op":"global_avg_pool"},{"id":"fc","op":"dense","units":10}]}"#;
+/// The same network written differently (explicit `in`, other ids): same canonical hash.
+const NET_AGAIN: &str = r#"```json
+{"nodes":[{"id":"a","op":"conv2d","filters":8,"kernel":3,"padding":"same","in":["input"]},
+  {"id":"b","op":"relu","in":["a"]},{"id":"p","op":"global_avg_pool"},{"id":"o","op":"dense","units":10}]}
+```"#;
+/// Dense on a feature map: a shape error.
+const BROKEN: &str = r#"{"nodes":[{"id":"c","op":"conv2d","filters":8,"kernel":3},{"id":"fc","op":"dense","units":10}]}"#;
+
+#[test]
+fn duplicates_reuse_results_and_broken_answers_get_repairs() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(3, tmp.path());
+    config.final_training.enabled = false;
+    let dir = RunDir::new(tmp.path().join("run"));
+    let arch = Scripted::new(&[NET, BROKEN, NET_AGAIN, NET]);
+    let s = discovery(config, Box::new(arch)).discover_in(dir.clone())?;
+    let h = &s.history;
+    assert_eq!(h.iterations.len(), 3);
+    // Iteration 2: broken, repaired with the equivalent network -> reused from 1.
+    let r2 = h.iteration(2).unwrap();
+    assert_eq!(r2.repair_rounds(), 1);
+    match &r2.answers[0] {
+        Event::Answer {
+            outcome: AnswerOutcome::Invalid { error, .. },
+            ..
+        } => assert!(error.contains("fc"), "error names the node: {error}"),
+        other => panic!("expected an invalid answer, got {other:?}"),
+    }
+    for n in [2, 3] {
+        match &h.iteration(n).unwrap().outcome {
+            IterationOutcome::Evaluated { reused_from, .. } => assert_eq!(*reused_from, Some(1)),
+            other => panic!("iteration {n}: {other:?}"),
+        }
+    }
+    // Only iteration 1 was trained, and no energy is counted for reused ones.
+    assert_eq!(h.iteration(2).unwrap().kwh, 0.0);
+    Ok(())
+}
+
+#[test]
+fn hopeless_answers_end_the_iteration_without_training() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(2, tmp.path());
+    config.run.max_repair_rounds = 2;
+    config.final_training.enabled = false;
+    let dir = RunDir::new(tmp.path().join("run"));
+    let s = discovery(config, Box::new(Scripted::new(&[BROKEN]))).discover_in(dir)?;
+    for r in &s.history.iterations {
+        assert!(matches!(
+            r.outcome,
+            IterationOutcome::Invalid {
+                repair_rounds: 2,
+                ..
+            }
+        ));
+        assert_eq!(r.answers.len(), 3);
+        assert!(r.evaluation.is_none());
+    }
+    assert!(s.history.final_result.is_none());
+    assert!(!s.history.warnings.is_empty());
+    Ok(())
+}
+
+#[test]
+fn targets_stop_the_search_early() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(10, tmp.path());
+    config.termination.targets.min_validation_accuracy = Some(0.5);
+    config.final_training.enabled = false;
+    let s = discovery(config.clone(), offline(&config))
+        .discover_in(RunDir::new(tmp.path().join("run")))?;
+    assert_eq!(s.history.iterations.len(), 1);
+    assert_eq!(
+        s.history.search_finished.as_ref().map(|x| x.0.clone()),
+        Some(StopReason::Targets { iteration: 1 })
+    );
+    Ok(())
+}
