@@ -1,0 +1,119 @@
+//! Real data: CIFAR-10 (the shared JPEG copy, through the image-folder loader) and
+//! Fashion-MNIST (Debian's `dataset-fashion-mnist`, through the IDX loader).
+//!
+//! `scripts/fetch-test-data.sh` installs / unpacks both; when the data is missing these tests
+//! fail and say so (they never pass silently).
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lemo_train::data::download::unpack_tar_gz;
+use lemo_train::data::{DatasetSpec, Normalization, load_idx, load_image_folder};
+
+const FETCH: &str = "scripts/fetch-test-data.sh";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The shared data folder: `$LEMO_SHARED_DATA`, else `../shared/data` beside the repository.
+fn shared_data() -> PathBuf {
+    std::env::var_os("LEMO_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"))
+}
+
+/// The unpacked CIFAR-10 JPEG folder, unpacking the shared tarball on first use (atomically).
+fn cifar10_jpeg() -> PathBuf {
+    let cache = std::env::var_os("LEMO_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-data"));
+    let dir = cache.join("cifar10-jpeg");
+    if dir.join("train").is_dir() {
+        return dir;
+    }
+    let tarball = shared_data().join("cifar10-jpeg.tar.gz");
+    assert!(
+        tarball.exists(),
+        "real CIFAR-10 is missing: neither {} nor {} exists; run {FETCH} \
+         (or set LEMO_SHARED_DATA to the folder holding cifar10-jpeg.tar.gz)",
+        dir.display(),
+        tarball.display()
+    );
+    unpack_tar_gz(&tarball, &dir).unwrap();
+    dir
+}
+
+#[test]
+fn real_cifar10_jpeg_folder() {
+    let dir = cifar10_jpeg();
+    let start = Instant::now();
+    let (train, test) = load_image_folder(&dir, None).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "decoded {} CIFAR-10 JPEGs in {secs:.2} s ({:.0} images/s, {} threads)",
+        train.len() + test.as_ref().map_or(0, |t| t.len()),
+        (train.len() + test.as_ref().map_or(0, |t| t.len())) as f64 / secs,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    assert_eq!(train.len(), 50_000);
+    assert_eq!(train.shape, [3, 32, 32]);
+    assert_eq!(
+        train.class_names,
+        [
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck"
+        ]
+    );
+    assert_eq!(train.class_counts(), vec![5000; 10]);
+    let test = test.unwrap();
+    assert_eq!(test.len(), 10_000);
+    assert_eq!(test.class_counts(), vec![1000; 10]);
+    // CIFAR-10's mean pixel is about 120 (0.49, 0.48, 0.45 per channel)
+    let mean = train.mean_pixel();
+    assert!((110.0..130.0).contains(&mean), "mean pixel {mean}");
+    let norm = Normalization::from_dataset(&train);
+    for (m, want) in norm.mean.iter().zip([0.491, 0.482, 0.447]) {
+        assert!((m - want).abs() < 0.02, "channel means {:?}", norm.mean);
+    }
+    for (s, want) in norm.std.iter().zip([0.247, 0.243, 0.261]) {
+        assert!((s - want).abs() < 0.02, "channel stds {:?}", norm.std);
+    }
+    // the spec path with the 9:1 split
+    let splits = DatasetSpec::ImageFolder { dir, size: None }.load().unwrap();
+    assert_eq!(splits.train.len(), 45_000);
+    assert_eq!(splits.val.class_counts(), vec![500; 10]);
+}
+
+#[test]
+fn real_fashion_mnist_idx() {
+    let dir = Path::new("/usr/share/datasets/fashion-mnist");
+    assert!(
+        dir.join("train-images-idx3-ubyte.gz").exists(),
+        "Fashion-MNIST is missing from {}: run {FETCH} (installs the Debian package \
+         dataset-fashion-mnist)",
+        dir.display()
+    );
+    let start = Instant::now();
+    let (train, test) = load_idx(dir).unwrap();
+    println!("Fashion-MNIST loaded in {:.2} s", start.elapsed().as_secs_f64());
+    assert_eq!(train.len(), 60_000);
+    assert_eq!(train.shape, [1, 28, 28]);
+    assert_eq!(train.classes(), 10);
+    assert_eq!(train.class_counts(), vec![6000; 10]);
+    let test = test.unwrap();
+    assert_eq!(test.len(), 10_000);
+    assert_eq!(test.class_counts(), vec![1000; 10]);
+    // Fashion-MNIST's mean pixel is 0.286 * 255 = 72.9
+    let mean = train.mean_pixel();
+    assert!((70.0..76.0).contains(&mean), "mean pixel {mean}");
+}
