@@ -542,3 +542,95 @@ impl Serialize for FinalSection {
         v.serialize(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(text: &str) -> String {
+        match RunConfig::from_toml_str(text) {
+            Err(ConfigError::Key { key, message }) => format!("{key}: {message}"),
+            other => panic!("expected a key error for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn quickstart_parses_and_round_trips() -> Result<(), ConfigError> {
+        let c = RunConfig::quickstart()?;
+        assert_eq!(c.data.dataset, DatasetSpec::Digits { path: None });
+        assert_eq!(c.architect, ArchitectConfig::default());
+        assert_eq!(c.metrics.priorities, table4_setting(5).unwrap_or_default());
+        assert!(!c.search.augmentation.hflip);
+        let again = RunConfig::from_toml_str(&c.to_toml_string()?)?;
+        assert_eq!(again, c);
+        Ok(())
+    }
+
+    #[test]
+    fn empty_config_is_the_paper_defaults() -> Result<(), ConfigError> {
+        let c = RunConfig::from_toml_str("")?;
+        assert_eq!(c.termination.iterations, 30);
+        assert_eq!(c.search, TrainConfig::paper_search());
+        assert_eq!(c.final_training.training, TrainConfig::paper_final());
+        assert!(c.final_training.enabled);
+        assert_eq!(c.expert.rulebook, "paper");
+        Ok(())
+    }
+
+    #[test]
+    fn presets_are_overlaid_key_by_key() -> Result<(), ConfigError> {
+        let c = RunConfig::from_toml_str(
+            "[metrics]\npreset = \"cifar100\"\nsetting = 3\n[metrics.thresholds]\nta2 = 0.5\n\
+             [search]\npreset = \"quick\"\nepochs = 4\n[search.budget]\ndata_fraction = 0.25\n\
+             [final]\nenabled = false\nepochs = 7\n",
+        )?;
+        let mut expected = PaperDataset::Cifar100.thresholds();
+        expected.ta2 = 0.5;
+        assert_eq!(c.metrics.thresholds, expected);
+        assert_eq!(c.metrics.priorities, table4_setting(3).unwrap_or_default());
+        assert_eq!(c.search.epochs, 4);
+        assert_eq!(c.search.budget.data_fraction, 0.25);
+        assert_eq!(c.search.inference, TrainConfig::quick(1, 1.0).inference);
+        assert!(!c.final_training.enabled);
+        assert_eq!(c.final_training.training.epochs, 7);
+        assert_eq!(c.final_training.training.batch_size, 1024);
+        Ok(())
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(key_of("[termination]\niterations = 0").starts_with("termination.iterations"));
+        let e = key_of("[search]\nepoch = 3");
+        assert!(e.starts_with("search") && e.contains("epoch"), "{e}");
+        assert!(key_of("[serch]\nepochs = 3").starts_with("serch"));
+        assert!(key_of("[metrics]\npreset = \"mnist\"").starts_with("metrics.preset"));
+        assert!(key_of("[metrics]\nsetting = 9").starts_with("metrics.setting"));
+        let e = key_of("[metrics.priorities]\npa1 = 2.0");
+        assert!(e.contains("pa1"), "{e}");
+        assert!(key_of("[data]\nvalidation_split = 1.5").starts_with("data.validation_split"));
+        assert!(key_of("[search]\nlearning_rate = -1.0").starts_with("search"));
+        assert!(key_of("[architect]\nkind = \"skynet\"").starts_with("architect"));
+        assert!(matches!(
+            RunConfig::from_toml_str("[run"),
+            Err(ConfigError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn targets_need_every_set_value() {
+        let o = lemo_metrics::Observed::new(0.9, 0.8, 0.0, 0.0, 100.0, 1000);
+        let none = Targets::default();
+        assert!(!none.met(&o, 1.0));
+        let t = Targets {
+            min_validation_accuracy: Some(0.8),
+            max_params: Some(1000),
+            ..Targets::default()
+        };
+        assert!(t.met(&o, 0.0));
+        let t = Targets {
+            min_fps: Some(101.0),
+            ..t
+        };
+        assert!(!t.met(&o, 0.0));
+    }
+}

@@ -151,6 +151,7 @@ pub struct RunData {
 pub fn load_data(config: &RunConfig) -> Result<RunData, LemoError> {
     let d = &config.data;
     let (all, test) = d.dataset.load_raw()?;
+    let name = all.name.clone();
     let (all, test, test_source) = match test {
         Some(t) => (all, t, "dataset test split".to_string()),
         None => {
@@ -167,7 +168,7 @@ pub fn load_data(config: &RunConfig) -> Result<RunData, LemoError> {
     };
     let (train, val) = all.split(d.validation_split, d.split_seed);
     let summary = DataSummary {
-        name: train.name.clone(),
+        name,
         shape: train.shape,
         classes: train.classes(),
         train: train.len(),
