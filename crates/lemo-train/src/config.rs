@@ -241,7 +241,10 @@ impl TrainConfig {
             return bad("batch_size and eval_batch_size must be at least 1".into());
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return bad(format!("learning_rate {} must be positive", self.learning_rate));
+            return bad(format!(
+                "learning_rate {} must be positive",
+                self.learning_rate
+            ));
         }
         let a = self.adam;
         if !((0.0..1.0).contains(&a.beta1) && (0.0..1.0).contains(&a.beta2) && a.epsilon > 0.0) {
@@ -272,11 +275,11 @@ impl TrainConfig {
             return bad(format!("budget.data_fraction {f} must be in (0, 1]"));
         }
         if let Some(s) = self.budget.max_wall_seconds
-            && !(s > 0.0)
+            && (s.is_nan() || s <= 0.0)
         {
             return bad(format!("budget.max_wall_seconds {s} must be positive"));
         }
-        if !(self.divergence_loss > 0.0) {
+        if self.divergence_loss.is_nan() || self.divergence_loss <= 0.0 {
             return bad("divergence_loss must be positive".into());
         }
         if self.train_accuracy_sample == Some(0) {
@@ -285,7 +288,9 @@ impl TrainConfig {
         if let Some(b) = self.inference
             && (b.large_batch == 0 || b.batch1_runs == 0 || b.large_batch_runs == 0)
         {
-            return bad(format!("inference batch and run counts must be at least 1, got {b:?}"));
+            return bad(format!(
+                "inference batch and run counts must be at least 1, got {b:?}"
+            ));
         }
         Ok(())
     }

@@ -20,7 +20,9 @@ pub use error::TrainError;
 pub use evaluation::{EpochStats, Evaluation, InferenceReport, Status};
 pub use model::GraphModel;
 pub use observer::{NoObserver, TrainObserver};
-pub use trainer::{BurnTrainer, TrainedModel, Trainer, evaluate, measure_inference, train_and_measure};
+pub use trainer::{
+    BurnTrainer, TrainedModel, Trainer, evaluate, measure_inference, train_and_measure,
+};
 
 /// The burn version this crate builds on, re-exported so users need no direct dependency.
 pub use burn;

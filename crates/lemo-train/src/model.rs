@@ -22,6 +22,8 @@ use lemo_arch::{Analysis, Graph, Init, Op, Padding, PaddingMode, Shape, Source};
 use crate::TrainError;
 
 /// One burn layer of a [`GraphModel`]: the weighted (or training-mode) part of a node.
+// burn's derive does not take `Box`ed modules; a network has a few dozen layers at most.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Layer {
     /// `conv2d` and `depthwise_conv2d` (a grouped convolution with groups = channels).
@@ -63,8 +65,16 @@ enum Kind {
     Sigmoid,
     Tanh,
     LeakyRelu(f64),
-    MaxPool { kernel: usize, stride: usize, pad: usize },
-    AvgPool { kernel: usize, stride: usize, pad: usize },
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    },
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    },
     GlobalAvgPool,
     Flatten,
     Add,
@@ -193,7 +203,10 @@ fn build_conv(spec: &ConvSpec, init: Option<Init>, device: &Device) -> Conv2d {
 fn map_channels(node: &str, shape: Shape) -> Result<usize, TrainError> {
     match shape {
         Shape::Map { c, .. } => Ok(c),
-        Shape::Vector { .. } => Err(unsupported(node, format!("needs a feature map, got {shape}"))),
+        Shape::Vector { .. } => Err(unsupported(
+            node,
+            format!("needs a feature map, got {shape}"),
+        )),
     }
 }
 
@@ -228,7 +241,10 @@ impl GraphModel {
                     Source::Input => Slot::Input,
                     Source::Node(j) if j < i => Slot::Node(j),
                     Source::Node(j) => {
-                        return Err(unsupported(id, format!("reads node {j}, not computed before")));
+                        return Err(unsupported(
+                            id,
+                            format!("reads node {j}, not computed before"),
+                        ));
                     }
                 });
             }
@@ -261,7 +277,9 @@ impl GraphModel {
                     if in_c % groups != 0 || out_c % groups != 0 {
                         return Err(unsupported(
                             id,
-                            format!("groups {groups} must divide {in_c} input and {out_c} output channels"),
+                            format!(
+                                "groups {groups} must divide {in_c} input and {out_c} output channels"
+                            ),
                         ));
                     }
                     let spec = ConvSpec {
@@ -337,10 +355,16 @@ impl GraphModel {
                 }
                 Op::BatchNorm { epsilon, momentum } => {
                     if !(epsilon.is_finite() && *epsilon > 0.0) {
-                        return Err(unsupported(id, format!("epsilon {epsilon} must be positive")));
+                        return Err(unsupported(
+                            id,
+                            format!("epsilon {epsilon} must be positive"),
+                        ));
                     }
                     if !(momentum.is_finite() && (0.0..=1.0).contains(momentum)) {
-                        return Err(unsupported(id, format!("momentum {momentum} must be in [0, 1]")));
+                        return Err(unsupported(
+                            id,
+                            format!("momentum {momentum} must be in [0, 1]"),
+                        ));
                     }
                     let features = first.channels();
                     if features == 0 {
@@ -398,7 +422,9 @@ impl GraphModel {
                         Shape::Map { .. } => {
                             return Err(unsupported(
                                 id,
-                                format!("dense needs a vector, got {first}: flatten or global_avg_pool first"),
+                                format!(
+                                    "dense needs a vector, got {first}: flatten or global_avg_pool first"
+                                ),
                             ));
                         }
                     };
@@ -416,7 +442,10 @@ impl GraphModel {
                 }
                 Op::Dropout { rate } => {
                     if !(rate.is_finite() && (0.0..1.0).contains(rate)) {
-                        return Err(unsupported(id, format!("dropout rate {rate} must be in [0, 1)")));
+                        return Err(unsupported(
+                            id,
+                            format!("dropout rate {rate} must be in [0, 1)"),
+                        ));
                     }
                     push_layer(Layer::Dropout(DropoutConfig::new(*rate).init()))
                 }
@@ -424,7 +453,10 @@ impl GraphModel {
                 Op::Concat => Kind::Concat,
             };
             if !matches!(kind, Kind::Add | Kind::Concat) && inputs.len() != 1 {
-                return Err(unsupported(id, format!("{} takes one input, got {}", node.op.name(), inputs.len())));
+                return Err(unsupported(
+                    id,
+                    format!("{} takes one input, got {}", node.op.name(), inputs.len()),
+                ));
             }
             steps.push(Step {
                 id: node.id.clone(),
@@ -459,7 +491,11 @@ impl GraphModel {
                     }
                 };
                 *left = left.saturating_sub(1);
-                let value = if *left == 0 { cell.take() } else { cell.clone() };
+                let value = if *left == 0 {
+                    cell.take()
+                } else {
+                    cell.clone()
+                };
                 args.push(value.ok_or_else(|| internal(format!("{}: input freed", step.id)))?);
             }
             let out = self.apply(step, args)?;

@@ -89,9 +89,10 @@ impl Trainer for BurnTrainer {
     ) -> Result<Evaluation, TrainError> {
         self.last = None;
         let trained = train_and_measure(graph, task, data, config, meter, observer)?;
-        let evaluation = trained.evaluation.clone().ok_or_else(|| {
-            TrainError::Device("training finished without an evaluation".into())
-        })?;
+        let evaluation = trained
+            .evaluation
+            .clone()
+            .ok_or_else(|| TrainError::Device("training finished without an evaluation".into()))?;
         self.last = Some(trained);
         Ok(evaluation)
     }
@@ -656,8 +657,7 @@ impl TrainedModel {
         for batch in Batcher::new(data, batch_size, &self.normalization) {
             let (x, _) = to_tensors(batch, data.shape, &self.burn_device);
             let classes = self.model.forward(x)?.argmax(1).into_data();
-            let classes: Vec<i64> = classes.try_into_vec().map_err(device_err)?;
-            out.extend(classes.into_iter().map(|c| c.max(0) as u32));
+            out.extend(classes.iter::<i64>().map(|c| c.max(0) as u32));
         }
         Ok(out)
     }

@@ -1,0 +1,352 @@
+//! Training through the public API on small synthetic data: learning, reproducibility, budgets,
+//! plateau and early stopping, divergence, measurements, saving and loading, errors.
+
+use std::cell::Cell;
+
+mod common;
+
+use common::{config, small_cnn, splits, task};
+use lemo_arch::{Graph, Task};
+use lemo_energy::NoMeter;
+use lemo_train::data::Augmentation;
+use lemo_train::{
+    BurnTrainer, DeviceChoice, EarlyStopping, EpochStats, Plateau, Status, TrainConfig, TrainError,
+    TrainObserver, TrainedModel, Trainer,
+};
+
+#[derive(Default)]
+struct Counter {
+    epochs: Cell<usize>,
+    batches: usize,
+    ended: Vec<EpochStats>,
+    phases: Vec<String>,
+}
+
+impl TrainObserver for Counter {
+    fn on_epoch_start(&mut self, _epoch: usize, _epochs: usize) {
+        self.epochs.set(self.epochs.get() + 1);
+    }
+    fn on_batch(&mut self, _done: usize, _total: usize) {
+        self.batches += 1;
+    }
+    fn on_epoch_end(&mut self, stats: &EpochStats) {
+        self.ended.push(stats.clone());
+    }
+    fn on_phase(&mut self, phase: &str) {
+        self.phases.push(phase.to_string());
+    }
+}
+
+#[test]
+fn learns_quadrants_and_reports_every_measurement() -> Result<(), TrainError> {
+    let mut trainer: Box<dyn Trainer> = Box::new(BurnTrainer::new());
+    let mut counter = Counter::default();
+    let eval = trainer.train(
+        &small_cnn(),
+        &task(),
+        &splits(true),
+        &config(),
+        &NoMeter,
+        &mut counter,
+    )?;
+    assert_eq!(eval.status, Status::Completed);
+    assert_eq!(eval.history.len(), 4);
+    assert_eq!(counter.epochs.get(), 4);
+    assert_eq!(counter.batches, 4 * 8);
+    assert_eq!(counter.ended, eval.history);
+    assert_eq!(
+        counter.phases,
+        ["train accuracy", "validation", "test", "inference"]
+    );
+    assert!(eval.val_accuracy > 0.9, "A2 {}", eval.val_accuracy);
+    assert!(eval.train_accuracy > 0.9, "A1 {}", eval.train_accuracy);
+    assert!(eval.test_accuracy.is_some_and(|a| a > 0.9));
+    assert_eq!(eval.train_accuracy_images, 256);
+    assert_eq!(eval.params, (8 * 9 + 8) + 16 + (8 * 4 * 4 * 4 + 4));
+    let first = &eval.history[0];
+    let last = &eval.history[3];
+    assert!(last.train_loss < first.train_loss);
+    assert!(eval.val_loss.is_finite() && eval.val_loss < 1.0);
+    let inf = eval.inference.as_ref().expect("inference measured");
+    assert!(inf.fps_batch1 > 0.0 && inf.fps_large_batch > 0.0);
+    assert!(inf.latency_p50_ms > 0.0 && inf.latency_p50_ms <= inf.latency_p95_ms);
+    assert_eq!(inf.large_batch, 32);
+    // Folded: the batch norm's gamma and beta are gone from the deployment form.
+    assert_eq!(inf.deployed_params, eval.params - 16);
+    assert!(eval.train_seconds > 0.0 && eval.total_seconds >= eval.train_seconds);
+    assert_eq!(eval.backend, "flex");
+    // The evaluation is serialisable for the run journal.
+    let json = serde_json::to_string(&eval).expect("serialises");
+    let back: lemo_train::Evaluation = serde_json::from_str(&json).expect("deserialises");
+    assert_eq!(back.history, eval.history);
+    Ok(())
+}
+
+#[test]
+fn plateau_reduces_the_rate_and_early_stopping_stops() -> Result<(), TrainError> {
+    // min_delta so large that nothing after the first epoch counts as an improvement.
+    let config = TrainConfig {
+        epochs: 6,
+        plateau: Some(Plateau {
+            patience: 1,
+            factor: 0.1,
+            min_delta: 1e9,
+            min_lr: 0.0,
+        }),
+        early_stopping: Some(EarlyStopping {
+            patience: 3,
+            min_delta: 1e9,
+            restore_best: true,
+        }),
+        inference: None,
+        ..config()
+    };
+    let mut trainer = BurnTrainer::new();
+    let eval = trainer.train(
+        &small_cnn(),
+        &task(),
+        &splits(false),
+        &config,
+        &NoMeter,
+        &mut lemo_train::NoObserver,
+    )?;
+    let lrs: Vec<f64> = eval.history.iter().map(|h| h.learning_rate).collect();
+    let expected = [0.01, 0.01, 0.001, 0.0001];
+    assert_eq!(lrs.len(), expected.len(), "{lrs:?}");
+    for (a, b) in lrs.iter().zip(expected) {
+        assert!((a - b).abs() < 1e-12, "{lrs:?}");
+    }
+    assert_eq!(eval.status, Status::EarlyStopped { epoch: 3 });
+    // Restored weights are the first epoch's: A2 equals that epoch's validation accuracy.
+    assert!((eval.val_accuracy - eval.history[0].val_accuracy).abs() < 1e-12);
+    Ok(())
+}
+
+#[test]
+fn divergence_is_a_status_not_a_panic() -> Result<(), TrainError> {
+    let mut trainer = BurnTrainer::new();
+    // An absurd learning rate blows the weights up within a few batches.
+    let exploding = TrainConfig {
+        learning_rate: 1e30,
+        epochs: 3,
+        ..config()
+    };
+    let eval = trainer.train(
+        &small_cnn(),
+        &task(),
+        &splits(false),
+        &exploding,
+        &NoMeter,
+        &mut lemo_train::NoObserver,
+    )?;
+    assert!(
+        matches!(eval.status, Status::Diverged { .. }),
+        "{:?}",
+        eval.status
+    );
+    assert!(!eval.status.is_usable());
+    assert_eq!(eval.val_accuracy, 0.0);
+    assert!(eval.inference.is_none());
+
+    // A tiny divergence threshold trips on the very first batch, reporting its loss.
+    let strict = TrainConfig {
+        divergence_loss: 1e-6,
+        ..config()
+    };
+    let eval = trainer.train(
+        &small_cnn(),
+        &task(),
+        &splits(false),
+        &strict,
+        &NoMeter,
+        &mut lemo_train::NoObserver,
+    )?;
+    match eval.status {
+        Status::Diverged {
+            epoch: 0,
+            batch: 0,
+            loss: Some(l),
+        } => assert!(l > 1e-6),
+        other => panic!("expected divergence at 0/0, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn wall_clock_budget_and_data_fraction_limit_training() -> Result<(), TrainError> {
+    let mut config = TrainConfig {
+        epochs: 50,
+        inference: None,
+        ..config()
+    };
+    config.budget.max_wall_seconds = Some(1e-9);
+    config.budget.data_fraction = 0.5;
+    let mut counter = Counter::default();
+    let eval = BurnTrainer::new().train(
+        &small_cnn(),
+        &task(),
+        &splits(false),
+        &config,
+        &NoMeter,
+        &mut counter,
+    )?;
+    assert_eq!(eval.status, Status::WallClockBudget { epoch: 0, batch: 0 });
+    assert_eq!(counter.batches, 1);
+    assert_eq!(eval.history.len(), 1);
+    assert_eq!(eval.train_images, 128);
+    // Still measured: A2 exists (whatever it is).
+    assert!(eval.val_accuracy >= 0.0 && eval.val_loss.is_finite());
+    Ok(())
+}
+
+#[test]
+fn a_trained_network_saves_loads_and_evaluates_the_same() -> Result<(), TrainError> {
+    let mut trainer = BurnTrainer::new();
+    let data = splits(true);
+    let config = TrainConfig {
+        inference: None,
+        ..config()
+    };
+    let eval = trainer.train(
+        &small_cnn(),
+        &task(),
+        &data,
+        &config,
+        &NoMeter,
+        &mut lemo_train::NoObserver,
+    )?;
+    let dir = tempfile::tempdir().map_err(|e| TrainError::Io {
+        path: "tempdir".into(),
+        reason: e.to_string(),
+    })?;
+    assert!(trainer.save_last(dir.path())?);
+    for file in [
+        "graph.json",
+        "task.json",
+        "normalization.json",
+        "evaluation.json",
+        "weights.bpk",
+    ] {
+        assert!(dir.path().join(file).exists(), "{file} missing");
+    }
+    let loaded = TrainedModel::load(dir.path(), DeviceChoice::Cpu)?;
+    assert_eq!(loaded.graph, small_cnn());
+    assert_eq!(
+        loaded.evaluation.as_ref().map(|e| &e.history),
+        Some(&eval.history)
+    );
+    let (loss, acc) = loaded.evaluate(&data.val, 17)?;
+    assert!(
+        (acc - eval.val_accuracy).abs() < 1e-12,
+        "{acc} vs {}",
+        eval.val_accuracy
+    );
+    assert!(
+        (loss - eval.val_loss).abs() < 1e-4,
+        "{loss} vs {}",
+        eval.val_loss
+    );
+    let original = trainer.last_trained().expect("kept");
+    assert_eq!(
+        original.predict(&data.val, 64)?,
+        loaded.predict(&data.val, 64)?
+    );
+
+    // A corrupt weights file is an error naming it, not a panic.
+    std::fs::write(dir.path().join("weights.bpk"), b"not a burnpack").map_err(|e| {
+        TrainError::Io {
+            path: "weights".into(),
+            reason: e.to_string(),
+        }
+    })?;
+    match TrainedModel::load(dir.path(), DeviceChoice::Cpu) {
+        Err(TrainError::Io { path, .. }) => assert!(path.ends_with("weights.bpk")),
+        other => panic!("expected an Io error, got {:?}", other.map(|_| ())),
+    }
+    Ok(())
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let mut trainer = BurnTrainer::new();
+    let run = |trainer: &mut BurnTrainer, graph: &Graph, task: &Task, config: &TrainConfig| {
+        trainer.train(
+            graph,
+            task,
+            &splits(false),
+            config,
+            &NoMeter,
+            &mut lemo_train::NoObserver,
+        )
+    };
+    // The graph's logits do not match the task's classes.
+    let wrong = Task {
+        classes: 5,
+        ..task()
+    };
+    assert!(matches!(
+        run(&mut trainer, &small_cnn(), &wrong, &config()),
+        Err(TrainError::InvalidGraph(_)) | Err(TrainError::Data(_))
+    ));
+    // Images of another shape than the task's.
+    let other_shape = Task {
+        input: [3, 8, 8],
+        ..task()
+    };
+    assert!(matches!(
+        run(&mut trainer, &small_cnn(), &other_shape, &config()),
+        Err(TrainError::Data(_))
+    ));
+    // A configuration value out of range.
+    let bad = TrainConfig {
+        batch_size: 0,
+        ..config()
+    };
+    assert!(matches!(
+        run(&mut trainer, &small_cnn(), &task(), &bad),
+        Err(TrainError::Config(_))
+    ));
+    // A backend this build does not have.
+    #[cfg(not(feature = "cuda"))]
+    {
+        let cuda = TrainConfig {
+            device: DeviceChoice::Cuda(0),
+            ..config()
+        };
+        assert!(matches!(
+            run(&mut trainer, &small_cnn(), &task(), &cuda),
+            Err(TrainError::BackendUnavailable { .. })
+        ));
+    }
+    assert!(trainer.last_trained().is_none());
+}
+
+#[test]
+fn config_presets_round_trip_and_reject_unknown_fields() {
+    let search = TrainConfig::paper_search();
+    assert_eq!(search.epochs, 20);
+    assert_eq!(search.batch_size, 512);
+    assert_eq!(search.learning_rate, 1e-3);
+    assert_eq!(search.plateau.map(|p| p.patience), Some(5));
+    assert_eq!(search.augmentation, Augmentation::paper());
+    assert_eq!(search.validation_split, 0.1);
+    let fin = TrainConfig::paper_final();
+    assert_eq!(
+        (fin.epochs, fin.batch_size, fin.learning_rate),
+        (500, 1024, 0.01)
+    );
+    assert_eq!(fin.plateau.map(|p| p.patience), Some(20));
+    assert!(fin.early_stopping.is_some());
+    for c in [search, fin] {
+        c.check().expect("presets are valid");
+        let json = serde_json::to_string(&c).expect("serialises");
+        let back: TrainConfig = serde_json::from_str(&json).expect("deserialises");
+        assert_eq!(back, c);
+    }
+    let partial: TrainConfig =
+        serde_json::from_str(r#"{"epochs": 3, "device": {"cuda": 1}}"#).expect("partial");
+    assert_eq!(partial.epochs, 3);
+    assert_eq!(partial.device, DeviceChoice::Cuda(1));
+    assert_eq!(partial.batch_size, 512);
+    assert!(serde_json::from_str::<TrainConfig>(r#"{"epoch": 3}"#).is_err());
+}
