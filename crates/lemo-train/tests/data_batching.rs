@@ -9,10 +9,25 @@ use lemo_train::data::{Augmentation, Batcher, Dataset, Normalization};
 fn synthetic(classes: usize, per_class: usize, shape: [usize; 3]) -> Dataset {
     let n = classes * per_class;
     let per: usize = shape.iter().product();
-    let images = (0..n).flat_map(|i| std::iter::repeat_n((i % 256) as u8, per)).collect();
+    let images = (0..n)
+        .flat_map(|i| std::iter::repeat_n((i % 256) as u8, per))
+        .collect();
     let labels = (0..n).map(|i| (i % classes) as u32).collect();
     let names = (0..classes).map(|c| format!("c{c}")).collect();
     Dataset::new("synthetic", shape, names, images, labels).unwrap()
+}
+
+#[test]
+fn batcher_can_run_on_another_thread() {
+    fn assert_send<T: Send>(_: &T) {}
+    let d = synthetic(2, 2, [1, 1, 1]);
+    let b = Batcher::new(&d, 2, &Normalization::unit(1));
+    assert_send(&b);
+    let sizes = std::thread::scope(|s| {
+        s.spawn(move || b.map(|b| b.size).collect::<Vec<_>>())
+            .join()
+    });
+    assert_eq!(sizes.unwrap(), vec![2, 2]);
 }
 
 #[test]
@@ -91,7 +106,12 @@ fn batcher_order_shuffle_partial_batch() {
     let order = |seed| -> Vec<i64> {
         Batcher::new(&d, 5, &norm)
             .shuffle(seed)
-            .flat_map(|b| b.images.chunks(4).map(|c| (c[0] * 255.0).round() as i64).collect::<Vec<_>>())
+            .flat_map(|b| {
+                b.images
+                    .chunks(4)
+                    .map(|c| (c[0] * 255.0).round() as i64)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     };
     let a = order(1);
@@ -109,14 +129,26 @@ fn augmentation_is_seeded_and_changes_images() {
     let img: Vec<u8> = (0..3 * 32 * 32).map(|i| ((i % 32) * 8) as u8).collect();
     let d = Dataset::new("g", shape, vec!["a".into()], img.repeat(16), vec![0; 16]).unwrap();
     let norm = Normalization::unit(3);
-    let run = |seed| Batcher::new(&d, 16, &norm).augment(&Augmentation::paper(), seed).next().unwrap();
+    let run = |seed| {
+        Batcher::new(&d, 16, &norm)
+            .augment(&Augmentation::paper(), seed)
+            .next()
+            .unwrap()
+    };
     let a = run(3);
     assert_eq!(a, run(3));
     assert_ne!(a, run(4));
-    let plain = Batcher::new(&d, 16, &norm).augment(&Augmentation::none(), 3).next().unwrap();
+    let plain = Batcher::new(&d, 16, &norm)
+        .augment(&Augmentation::none(), 3)
+        .next()
+        .unwrap();
     assert_ne!(a.images, plain.images);
     // values stay within the source range (bilinear interpolation, edge fill)
-    assert!(a.images.iter().all(|&v| (0.0..=248.0 / 255.0 + 1e-5).contains(&v)));
+    assert!(
+        a.images
+            .iter()
+            .all(|&v| (0.0..=248.0 / 255.0 + 1e-5).contains(&v))
+    );
     // images differ from each other (one draw per image)
     let per = 3 * 32 * 32;
     assert_ne!(a.images[..per], a.images[per..2 * per]);
@@ -159,5 +191,8 @@ fn augmentation_throughput_32x32x3() {
         "batcher on 32x32x3, one thread: augmented {aug_rate:.0} images/s, normalise only {plain_rate:.0} images/s"
     );
     // The requirement is 20k images/s; CI machines are noisy and shared, so fail only when far off.
-    assert!(aug_rate > 10_000.0, "augmentation too slow: {aug_rate:.0} images/s");
+    assert!(
+        aug_rate > 10_000.0,
+        "augmentation too slow: {aug_rate:.0} images/s"
+    );
 }

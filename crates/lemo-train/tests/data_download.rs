@@ -45,7 +45,9 @@ fn serve(files: HashMap<String, Vec<u8>>, cut_after: Option<usize>) -> (String, 
             }
             seen.lock().unwrap().push((path.clone(), range.clone()));
             let Some(body) = files.get(path.trim_start_matches('/')) else {
-                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
                 continue;
             };
             let start = range
@@ -60,7 +62,11 @@ fn serve(files: HashMap<String, Vec<u8>>, cut_after: Option<usize>) -> (String, 
                 Some(s) => (
                     "206 Partial Content",
                     &body[s..],
-                    format!("content-range: bytes {s}-{}/{}\r\n", body.len() - 1, body.len()),
+                    format!(
+                        "content-range: bytes {s}-{}/{}\r\n",
+                        body.len() - 1,
+                        body.len()
+                    ),
                 ),
                 None => ("200 OK", &body[..], String::new()),
             };
@@ -182,7 +188,11 @@ fn complete_part_file_is_checked_and_renamed() -> R {
     let (base, log) = serve(HashMap::from([("x".to_string(), body.clone())]), None);
     let tmp = tempfile::tempdir()?;
     std::fs::write(tmp.path().join("x.part"), &body)?;
-    Downloader::new(tmp.path()).download(&format!("{base}/x"), &tmp.path().join("x"), &md5_of(&body)?)?;
+    Downloader::new(tmp.path()).download(
+        &format!("{base}/x"),
+        &tmp.path().join("x"),
+        &md5_of(&body)?,
+    )?;
     assert_eq!(std::fs::read(tmp.path().join("x"))?, body);
     assert_eq!(log.lock().unwrap()[0].1.as_deref(), Some("bytes=5000-"));
     Ok(())
@@ -193,7 +203,11 @@ fn http_error_is_reported() -> R {
     let (base, _) = serve(HashMap::new(), None);
     let tmp = tempfile::tempdir()?;
     let err = Downloader::new(tmp.path())
-        .download(&format!("{base}/nope"), &tmp.path().join("nope"), &Checksum::Md5("00".into()))
+        .download(
+            &format!("{base}/nope"),
+            &tmp.path().join("nope"),
+            &Checksum::Md5("00".into()),
+        )
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("404") && msg.contains("/nope"), "{msg}");
@@ -223,9 +237,17 @@ fn fetch_uses_the_published_checksum_and_unpack_is_atomic() -> R {
         batch.extend(std::iter::repeat_n(i, 3072));
     }
     let files: Vec<(String, Vec<u8>)> = (1..=5)
-        .map(|i| (format!("cifar-10-batches-bin/data_batch_{i}.bin"), batch.clone()))
+        .map(|i| {
+            (
+                format!("cifar-10-batches-bin/data_batch_{i}.bin"),
+                batch.clone(),
+            )
+        })
         .collect();
-    let entries: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let entries: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
     let archive_bytes = tar_gz(&entries);
     let (base, log) = serve(
         HashMap::from([("cifar-10-binary.tar.gz".to_string(), archive_bytes.clone())]),

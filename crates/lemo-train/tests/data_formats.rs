@@ -90,7 +90,10 @@ fn cifar10_truncated_names_file_and_offset() -> R {
         other => panic!("expected Truncated, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("data_batch_3.bin") && msg.contains("6146"), "{msg}");
+    assert!(
+        msg.contains("data_batch_3.bin") && msg.contains("6146"),
+        "{msg}"
+    );
     Ok(())
 }
 
@@ -130,7 +133,9 @@ fn cifar100_binary_fine_and_coarse() -> R {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("cifar-100-binary");
     std::fs::create_dir(&dir)?;
-    let train: Vec<(u8, u8)> = (0..40u32).map(|i| ((i % 20) as u8, ((i * 7) % 100) as u8)).collect();
+    let train: Vec<(u8, u8)> = (0..40u32)
+        .map(|i| ((i % 20) as u8, ((i * 7) % 100) as u8))
+        .collect();
     cifar100_file(&dir.join("train.bin"), &train);
     cifar100_file(&dir.join("test.bin"), &[(19, 99), (0, 0)]);
     let coarse_names: String = (0..20).map(|i| format!("super{i}\n")).collect();
@@ -187,7 +192,9 @@ fn check_fixture_batch(d: &lemo_train::data::Dataset, name: &str) {
         for c in 0..3 {
             let want = ((i * 37 + c * 5) % 256) as u8;
             assert!(
-                d.image(k)[c * 256..(c + 1) * 256].iter().all(|&p| p == want),
+                d.image(k)[c * 256..(c + 1) * 256]
+                    .iter()
+                    .all(|&p| p == want),
                 "{name}: image {k} channel {c}"
             );
         }
@@ -256,7 +263,10 @@ fn imagenet16_python2_batches() -> R {
             &py2_pickle(&labels, pixel),
         );
     }
-    write(&tmp.path().join("val_data"), &py2_pickle(&[120, 500, 1], pixel));
+    write(
+        &tmp.path().join("val_data"),
+        &py2_pickle(&[120, 500, 1], pixel),
+    );
     let splits = DatasetSpec::ImageNet16 {
         dir: tmp.path().to_path_buf(),
     }
@@ -366,7 +376,10 @@ fn image_folder_greyscale_and_errors() -> R {
     assert_eq!(train.shape, [1, 3, 3]);
     assert!(train.images.iter().all(|&p| p == 77));
 
-    write(&tmp.path().join("b/broken.png"), b"\x89PNG\r\n\x1a\nnot really");
+    write(
+        &tmp.path().join("b/broken.png"),
+        b"\x89PNG\r\n\x1a\nnot really",
+    );
     let msg = spec.load_raw().unwrap_err().to_string();
     assert!(msg.contains("broken.png"), "{msg}");
     Ok(())
@@ -397,11 +410,23 @@ fn idx_gzipped_and_plain() -> R {
     let n = 20u32;
     let pixels: Vec<u8> = (0..n * 28 * 28).map(|i| (i % 251) as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-    write(&dir.join("train-images-idx3-ubyte.gz"), &gz(&idx_bytes(&[n, 28, 28], &pixels)));
-    write(&dir.join("train-labels-idx1-ubyte.gz"), &gz(&idx_bytes(&[n], &labels)));
+    write(
+        &dir.join("train-images-idx3-ubyte.gz"),
+        &gz(&idx_bytes(&[n, 28, 28], &pixels)),
+    );
+    write(
+        &dir.join("train-labels-idx1-ubyte.gz"),
+        &gz(&idx_bytes(&[n], &labels)),
+    );
     // test split not gzipped, MNIST's dotted spelling
-    write(&dir.join("t10k-images.idx3-ubyte"), &idx_bytes(&[2, 28, 28], &pixels[..2 * 784]));
-    write(&dir.join("t10k-labels.idx1-ubyte"), &idx_bytes(&[2], &[3, 4]));
+    write(
+        &dir.join("t10k-images.idx3-ubyte"),
+        &idx_bytes(&[2, 28, 28], &pixels[..2 * 784]),
+    );
+    write(
+        &dir.join("t10k-labels.idx1-ubyte"),
+        &idx_bytes(&[2], &[3, 4]),
+    );
     let (train, test) = load_idx(&dir)?;
     assert_eq!(train.shape, [1, 28, 28]);
     assert_eq!(train.len(), 20);
@@ -411,7 +436,10 @@ fn idx_gzipped_and_plain() -> R {
     assert_eq!(test.unwrap().labels, vec![3, 4]);
 
     // class names from classes.txt
-    write(&dir.join("classes.txt"), b"t-shirt\ntrouser\npullover\ndress\ncoat\nsandal\nshirt\nsneaker\nbag\nboot\n");
+    write(
+        &dir.join("classes.txt"),
+        b"t-shirt\ntrouser\npullover\ndress\ncoat\nsandal\nshirt\nsneaker\nbag\nboot\n",
+    );
     assert_eq!(load_idx(&dir)?.0.class_names[9], "boot");
     Ok(())
 }
@@ -420,8 +448,14 @@ fn idx_gzipped_and_plain() -> R {
 fn idx_truncated_and_mismatched() -> R {
     let tmp = tempfile::tempdir()?;
     let imgs = idx_bytes(&[3, 2, 2], &[1; 12]);
-    write(&tmp.path().join("train-images-idx3-ubyte"), &imgs[..imgs.len() - 2]);
-    write(&tmp.path().join("train-labels-idx1-ubyte"), &idx_bytes(&[3], &[0, 1, 2]));
+    write(
+        &tmp.path().join("train-images-idx3-ubyte"),
+        &imgs[..imgs.len() - 2],
+    );
+    write(
+        &tmp.path().join("train-labels-idx1-ubyte"),
+        &idx_bytes(&[3], &[0, 1, 2]),
+    );
     match load_idx(tmp.path()).unwrap_err() {
         DataError::Truncated { path, offset, .. } => {
             assert!(path.ends_with("train-images-idx3-ubyte"));
@@ -432,17 +466,29 @@ fn idx_truncated_and_mismatched() -> R {
     // a gzip stream cut short
     let g = gz(&imgs);
     std::fs::remove_file(tmp.path().join("train-images-idx3-ubyte"))?;
-    write(&tmp.path().join("train-images-idx3-ubyte.gz"), &g[..g.len() / 2]);
+    write(
+        &tmp.path().join("train-images-idx3-ubyte.gz"),
+        &g[..g.len() / 2],
+    );
     let msg = load_idx(tmp.path()).unwrap_err().to_string();
     assert!(msg.contains("train-images-idx3-ubyte.gz"), "{msg}");
     // wrong magic
-    write(&tmp.path().join("train-images-idx3-ubyte.gz"), &gz(&idx_bytes(&[3, 2, 2], &[1; 12])));
-    write(&tmp.path().join("train-labels-idx1-ubyte"), &[0, 0, 9, 1, 0, 0, 0, 3, 0, 1, 2]);
+    write(
+        &tmp.path().join("train-images-idx3-ubyte.gz"),
+        &gz(&idx_bytes(&[3, 2, 2], &[1; 12])),
+    );
+    write(
+        &tmp.path().join("train-labels-idx1-ubyte"),
+        &[0, 0, 9, 1, 0, 0, 0, 3, 0, 1, 2],
+    );
     match load_idx(tmp.path()).unwrap_err() {
         DataError::Malformed { offset, .. } => assert_eq!(offset, 2),
         other => panic!("expected Malformed, got {other:?}"),
     }
-    write(&tmp.path().join("train-labels-idx1-ubyte"), &idx_bytes(&[2], &[0, 1]));
+    write(
+        &tmp.path().join("train-labels-idx1-ubyte"),
+        &idx_bytes(&[2], &[0, 1]),
+    );
     let msg = load_idx(tmp.path()).unwrap_err().to_string();
     assert!(msg.contains("2 labels for the 3 images"), "{msg}");
     Ok(())
@@ -462,7 +508,11 @@ fn embedded_digits() -> R {
     assert!(d.class_counts().iter().all(|&c| (170..=190).contains(&c)));
     let splits = DatasetSpec::default().load()?;
     assert_eq!(splits.train.len() + splits.val.len(), 1797);
-    assert!((175..=185).contains(&splits.val.len()), "{}", splits.val.len());
+    assert!(
+        (175..=185).contains(&splits.val.len()),
+        "{}",
+        splits.val.len()
+    );
     assert!(splits.test.is_none());
     Ok(())
 }
@@ -477,12 +527,17 @@ fn digits_csv_file_and_errors() -> R {
     };
     let f = tmp.path().join("digits.csv");
     write(&f, format!("{}\n{}\n", row(3), row(9)).as_bytes());
-    let spec = DatasetSpec::Digits { path: Some(f.clone()) };
+    let spec = DatasetSpec::Digits {
+        path: Some(f.clone()),
+    };
     let (d, _) = spec.load_raw()?;
     assert_eq!(d.labels, vec![3, 9]);
     assert_eq!(d.image(0)[16], 255);
     let good = row(1);
-    write(&f, format!("{good}\n{}\n", row(1).replace(",1", ",17")).as_bytes());
+    write(
+        &f,
+        format!("{good}\n{}\n", row(1).replace(",1", ",17")).as_bytes(),
+    );
     match spec.load_raw().unwrap_err() {
         DataError::Malformed { offset, path, .. } => {
             assert_eq!(offset, good.len() as u64 + 1);

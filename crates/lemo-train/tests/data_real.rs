@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lemo_train::data::download::unpack_tar_gz;
-use lemo_train::data::{DatasetSpec, Normalization, load_idx, load_image_folder};
+use lemo_train::data::{DatasetSpec, Normalization, load_idx};
 
 const FETCH: &str = "scripts/fetch-test-data.sh";
 
@@ -49,7 +49,8 @@ fn cifar10_jpeg() -> PathBuf {
 fn real_cifar10_jpeg_folder() {
     let dir = cifar10_jpeg();
     let start = Instant::now();
-    let (train, test) = load_image_folder(&dir, None).unwrap();
+    let spec = DatasetSpec::ImageFolder { dir, size: None };
+    let (train, test) = spec.load_raw().unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
         "decoded {} CIFAR-10 JPEGs in {secs:.2} s ({:.0} images/s, {} threads)",
@@ -88,10 +89,10 @@ fn real_cifar10_jpeg_folder() {
     for (s, want) in norm.std.iter().zip([0.247, 0.243, 0.261]) {
         assert!((s - want).abs() < 0.02, "channel stds {:?}", norm.std);
     }
-    // the spec path with the 9:1 split
-    let splits = DatasetSpec::ImageFolder { dir, size: None }.load().unwrap();
-    assert_eq!(splits.train.len(), 45_000);
-    assert_eq!(splits.val.class_counts(), vec![500; 10]);
+    // the 9:1 split DatasetSpec::load makes
+    let (t, v) = train.split(lemo_train::data::DEFAULT_VAL_FRACTION, 0);
+    assert_eq!(t.len(), 45_000);
+    assert_eq!(v.class_counts(), vec![500; 10]);
 }
 
 #[test]
@@ -105,7 +106,10 @@ fn real_fashion_mnist_idx() {
     );
     let start = Instant::now();
     let (train, test) = load_idx(dir).unwrap();
-    println!("Fashion-MNIST loaded in {:.2} s", start.elapsed().as_secs_f64());
+    println!(
+        "Fashion-MNIST loaded in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
     assert_eq!(train.len(), 60_000);
     assert_eq!(train.shape, [1, 28, 28]);
     assert_eq!(train.classes(), 10);

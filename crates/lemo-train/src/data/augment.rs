@@ -146,54 +146,96 @@ pub(crate) fn normalize_into(src: &[u8], plane: usize, so: &[(f32, f32)], out: &
     }
 }
 
-/// Warp one channel-major `u8` image of shape `[c, h, w]` with `m` (bilinear, edge pixels
-/// repeated outside) and normalise it into `out` (same length).
+/// One output pixel's bilinear taps: the four source indices and their weights in 1/65536.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tap {
+    idx: [u32; 4],
+    w: [u32; 4],
+}
+
+/// Reusable scratch space for [`Warp::apply`], so that warping allocates nothing per image.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Warp {
+    taps: Vec<Tap>,
+}
+
+impl Warp {
+    /// Warp one channel-major `u8` image of shape `[c, h, w]` with `m` (bilinear with 8-bit
+    /// sub-pixel weights, edge pixels repeated outside) and normalise it into `out` (same
+    /// length). The taps are computed once per pixel and shared by all channels.
+    pub(crate) fn apply(
+        &mut self,
+        src: &[u8],
+        [c, h, w]: [usize; 3],
+        m: &Affine,
+        so: &[(f32, f32)],
+        out: &mut [f32],
+    ) {
+        let plane = h * w;
+        if *m == Affine::IDENTITY {
+            normalize_into(src, plane, so, out);
+            return;
+        }
+        self.taps.resize(plane, Tap::default());
+        let max_x = (w - 1) as f32;
+        let max_y = (h - 1) as f32;
+        for (y, row) in self.taps.chunks_exact_mut(w).enumerate() {
+            let yf = y as f32;
+            let mut sx = m.b * yf + m.tx;
+            let mut sy = m.d * yf + m.ty;
+            for tap in row {
+                let px = sx.clamp(0.0, max_x);
+                let py = sy.clamp(0.0, max_y);
+                sx += m.a;
+                sy += m.c;
+                let x0 = px as usize; // px >= 0, so truncation is floor
+                let y0 = py as usize;
+                let fx = ((px - x0 as f32) * 256.0 + 0.5) as u32; // 0..=256
+                let fy = ((py - y0 as f32) * 256.0 + 0.5) as u32;
+                let x1 = (x0 + 1).min(w - 1);
+                let y1 = (y0 + 1).min(h - 1);
+                tap.idx = [
+                    (y0 * w + x0) as u32,
+                    (y0 * w + x1) as u32,
+                    (y1 * w + x0) as u32,
+                    (y1 * w + x1) as u32,
+                ];
+                tap.w = [
+                    (256 - fx) * (256 - fy),
+                    fx * (256 - fy),
+                    (256 - fx) * fy,
+                    fx * fy,
+                ];
+            }
+        }
+        for ((p, o), &(scale, offset)) in src
+            .chunks_exact(plane)
+            .zip(out.chunks_exact_mut(plane))
+            .zip(so)
+            .take(c)
+        {
+            let scale = scale / 65536.0;
+            for (o, t) in o.iter_mut().zip(&self.taps) {
+                let v = u32::from(p[t.idx[0] as usize]) * t.w[0]
+                    + u32::from(p[t.idx[1] as usize]) * t.w[1]
+                    + u32::from(p[t.idx[2] as usize]) * t.w[2]
+                    + u32::from(p[t.idx[3] as usize]) * t.w[3];
+                *o = v as f32 * scale + offset;
+            }
+        }
+    }
+}
+
+/// [`Warp::apply`] with fresh scratch space.
+#[cfg(test)]
 pub(crate) fn warp_into(
     src: &[u8],
-    [c, h, w]: [usize; 3],
+    shape: [usize; 3],
     m: &Affine,
     so: &[(f32, f32)],
     out: &mut [f32],
 ) {
-    let plane = h * w;
-    if *m == Affine::IDENTITY {
-        normalize_into(src, plane, so, out);
-        return;
-    }
-    let max_x = (w - 1) as f32;
-    let max_y = (h - 1) as f32;
-    for y in 0..h {
-        let yf = y as f32;
-        let mut sx = m.b * yf + m.tx;
-        let mut sy = m.d * yf + m.ty;
-        for x in 0..w {
-            let px = sx.clamp(0.0, max_x);
-            let py = sy.clamp(0.0, max_y);
-            sx += m.a;
-            sy += m.c;
-            let x0 = px as usize; // px >= 0, so truncation is floor
-            let y0 = py as usize;
-            let fx = px - x0 as f32;
-            let fy = py - y0 as f32;
-            let x1 = (x0 + 1).min(w - 1);
-            let y1 = (y0 + 1).min(h - 1);
-            let w00 = (1.0 - fx) * (1.0 - fy);
-            let w01 = fx * (1.0 - fy);
-            let w10 = (1.0 - fx) * fy;
-            let w11 = fx * fy;
-            let (i00, i01, i10, i11) = (y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1);
-            let o = y * w + x;
-            for ch in 0..c {
-                let p = &src[ch * plane..(ch + 1) * plane];
-                let v = f32::from(p[i00]) * w00
-                    + f32::from(p[i01]) * w01
-                    + f32::from(p[i10]) * w10
-                    + f32::from(p[i11]) * w11;
-                let (scale, offset) = so[ch];
-                out[ch * plane + o] = v * scale + offset;
-            }
-        }
-    }
+    Warp::default().apply(src, shape, m, so, out);
 }
 
 #[cfg(test)]
@@ -235,7 +277,10 @@ mod tests {
             let flipped = (0..2 * 3).all(|row| {
                 (0..5).all(|x| (out[row * 5 + x] - f32::from(img[row * 5 + 4 - x])).abs() < 1e-3)
             });
-            let same = out.iter().zip(&img).all(|(o, p)| (o - f32::from(*p)).abs() < 1e-3);
+            let same = out
+                .iter()
+                .zip(&img)
+                .all(|(o, p)| (o - f32::from(*p)).abs() < 1e-3);
             assert!(flipped || same);
             saw_flip |= flipped && !same;
         }

@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 
-use super::augment::{Augmentation, warp_into};
+use super::augment::{Augmentation, Warp};
 use super::{Dataset, Normalization};
 
 /// One batch, ready for a tensor of shape `[size, C, H, W]`.
@@ -44,6 +44,7 @@ pub struct Batcher<'a> {
     scale_offset: Vec<(f32, f32)>,
     order: Option<Vec<usize>>,
     augmentation: Option<(Augmentation, Xoshiro256PlusPlus)>,
+    warp: Warp,
     pos: usize,
 }
 
@@ -69,6 +70,7 @@ impl<'a> Batcher<'a> {
             scale_offset,
             order: None,
             augmentation: None,
+            warp: Warp::default(),
             pos: 0,
         }
     }
@@ -120,7 +122,7 @@ impl Iterator for Batcher<'_> {
             match &mut self.augmentation {
                 Some((aug, rng)) => {
                     let m = aug.sample(rng, shape[1], shape[2]);
-                    warp_into(src, shape, &m, &self.scale_offset, out);
+                    self.warp.apply(src, shape, &m, &self.scale_offset, out);
                 }
                 None => super::augment::normalize_into(
                     src,
@@ -139,7 +141,11 @@ impl Iterator for Batcher<'_> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.data.len().saturating_sub(self.pos).div_ceil(self.batch_size);
+        let left = self
+            .data
+            .len()
+            .saturating_sub(self.pos)
+            .div_ceil(self.batch_size);
         (left, Some(left))
     }
 }

@@ -53,7 +53,10 @@ fn parse_records(
     let label_bytes = limits.len();
     let record = label_bytes + PIXELS;
     if bytes.is_empty() {
-        return Err(DataError::invalid(path, "empty file, expected CIFAR records"));
+        return Err(DataError::invalid(
+            path,
+            "empty file, expected CIFAR records",
+        ));
     }
     let whole = bytes.len() / record;
     if !bytes.len().is_multiple_of(record) {
@@ -156,12 +159,21 @@ pub fn load_cifar100(
     };
     let train_path = dir.join("train.bin");
     if !train_path.exists() {
-        return Err(DataError::invalid(&train_path, "missing CIFAR-100 train.bin"));
+        return Err(DataError::invalid(
+            &train_path,
+            "missing CIFAR-100 train.bin",
+        ));
     }
     let train = load_files("cifar100", &[train_path], &CIFAR100_LIMITS, pick, &names)?;
     let test_path = dir.join("test.bin");
     let test = if test_path.exists() {
-        Some(load_files("cifar100-test", &[test_path], &CIFAR100_LIMITS, pick, &names)?)
+        Some(load_files(
+            "cifar100-test",
+            &[test_path],
+            &CIFAR100_LIMITS,
+            pick,
+            &names,
+        )?)
     } else {
         None
     };

@@ -44,14 +44,21 @@ pub fn parse_digits_csv(bytes: &[u8], path: &Path) -> Result<Dataset, DataError>
             return Err(DataError::malformed(
                 path,
                 at as u64,
-                format!("row {row} has {} values, expected 64 pixels and a label", values.len()),
+                format!(
+                    "row {row} has {} values, expected 64 pixels and a label",
+                    values.len()
+                ),
             ));
         }
         for (k, v) in values.iter().enumerate() {
             let x: f64 = v.trim().parse().map_err(|_| {
                 DataError::malformed(path, at as u64, format!("row {row}, column {k}: {v:?}"))
             })?;
-            let (limit, what) = if k < 64 { (16.0, "pixel") } else { (9.0, "label") };
+            let (limit, what) = if k < 64 {
+                (16.0, "pixel")
+            } else {
+                (9.0, "label")
+            };
             if !(0.0..=limit).contains(&x) || x.fract() != 0.0 {
                 return Err(DataError::malformed(
                     path,
@@ -76,6 +83,9 @@ pub fn parse_digits_csv(bytes: &[u8], path: &Path) -> Result<Dataset, DataError>
 pub fn load_digits(path: Option<&Path>) -> Result<Dataset, DataError> {
     match path {
         Some(p) => parse_digits_csv(&read_maybe_gz(p)?, p),
-        None => parse_digits_csv(EMBEDDED_DIGITS_CSV_GZ, Path::new("<embedded digits.csv.gz>")),
+        None => parse_digits_csv(
+            EMBEDDED_DIGITS_CSV_GZ,
+            Path::new("<embedded digits.csv.gz>"),
+        ),
     }
 }

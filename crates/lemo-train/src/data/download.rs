@@ -81,26 +81,39 @@ impl RemoteDataset {
     pub fn home_url(&self) -> &'static str {
         match self {
             RemoteDataset::Cifar10 | RemoteDataset::Cifar100 => "https://www.cs.toronto.edu/~kriz/",
-            RemoteDataset::FashionMnist => "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            RemoteDataset::FashionMnist => {
+                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+            }
         }
     }
 
     /// The files and their published MD5 sums.
     pub fn files(&self) -> &'static [(&'static str, &'static str)] {
         match self {
-            RemoteDataset::Cifar10 => &[(
-                "cifar-10-binary.tar.gz",
-                "c32a1d4ab5d03f1284b67883e8d87530",
-            )],
+            RemoteDataset::Cifar10 => {
+                &[("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530")]
+            }
             RemoteDataset::Cifar100 => &[(
                 "cifar-100-binary.tar.gz",
                 "03b5dce01913d631647c71ecec9e9cb8",
             )],
             RemoteDataset::FashionMnist => &[
-                ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-                ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-                ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-                ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+                (
+                    "train-images-idx3-ubyte.gz",
+                    "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                ),
+                (
+                    "train-labels-idx1-ubyte.gz",
+                    "25c81989df183df01b3e8a0aad5dffbe",
+                ),
+                (
+                    "t10k-images-idx3-ubyte.gz",
+                    "bef4ecab320f06d8554ea6380940ec79",
+                ),
+                (
+                    "t10k-labels-idx1-ubyte.gz",
+                    "bb300cfdad3c16e7a12a480ee83cd310",
+                ),
             ],
         }
     }
@@ -172,7 +185,11 @@ impl Downloader {
                 if !folder.is_dir() {
                     for (file, md5) in ds.files() {
                         let archive = self.root.join(file);
-                        self.download(&self.url(ds, file), &archive, &Checksum::Md5((*md5).into()))?;
+                        self.download(
+                            &self.url(ds, file),
+                            &archive,
+                            &Checksum::Md5((*md5).into()),
+                        )?;
                         unpack_tar_gz(&archive, &folder)?;
                     }
                 }
@@ -249,7 +266,8 @@ impl Downloader {
             if n == 0 {
                 break;
             }
-            out.write_all(&buf[..n]).map_err(|e| DataError::io(&part, e))?;
+            out.write_all(&buf[..n])
+                .map_err(|e| DataError::io(&part, e))?;
         }
         out.sync_all().map_err(|e| DataError::io(&part, e))?;
         drop(out);
@@ -299,7 +317,10 @@ pub fn unpack_tar_gz(archive: &Path, dest: &Path) -> Result<(), DataError> {
         let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
         tar.set_preserve_permissions(false);
         tar.unpack(&tmp).map_err(|e| {
-            DataError::invalid(archive, format!("cannot unpack into {}: {e}", tmp.display()))
+            DataError::invalid(
+                archive,
+                format!("cannot unpack into {}: {e}", tmp.display()),
+            )
         })
     })();
     if let Err(e) = result {

@@ -122,7 +122,9 @@ fn decode_all(
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(DataError::Argument("an image decoding thread panicked".into()))
+                    Err(DataError::Argument(
+                        "an image decoding thread panicked".into(),
+                    ))
                 })
             })
             .collect()

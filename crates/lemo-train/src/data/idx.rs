@@ -20,7 +20,11 @@ struct Idx {
 fn parse_idx(path: &Path, dims_wanted: usize) -> Result<Idx, DataError> {
     let mut bytes = read_maybe_gz(path)?;
     if bytes.len() < 4 {
-        return Err(DataError::truncated(path, 0, "IDX magic number needs 4 bytes"));
+        return Err(DataError::truncated(
+            path,
+            0,
+            "IDX magic number needs 4 bytes",
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(DataError::malformed(
@@ -36,7 +40,10 @@ fn parse_idx(path: &Path, dims_wanted: usize) -> Result<Idx, DataError> {
         return Err(DataError::malformed(
             path,
             2,
-            format!("element type 0x{:02x}, only unsigned bytes (0x08) are supported", bytes[2]),
+            format!(
+                "element type 0x{:02x}, only unsigned bytes (0x08) are supported",
+                bytes[2]
+            ),
         ));
     }
     let ndim = usize::from(bytes[3]);
@@ -75,7 +82,10 @@ fn parse_idx(path: &Path, dims_wanted: usize) -> Result<Idx, DataError> {
         return Err(DataError::malformed(
             path,
             (start + want) as u64,
-            format!("{} bytes after the {want} data bytes of {dims:?}", have - want),
+            format!(
+                "{} bytes after the {want} data bytes of {dims:?}",
+                have - want
+            ),
         ));
     }
     bytes.drain(..start);
@@ -147,8 +157,10 @@ pub fn load_idx(dir: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
             "missing IDX file (also looked for the .gz and '.idx' spellings)",
         )
     };
-    let ti = find(dir, "train-images", "idx3-ubyte").ok_or_else(|| missing("train-images-idx3-ubyte"))?;
-    let tl = find(dir, "train-labels", "idx1-ubyte").ok_or_else(|| missing("train-labels-idx1-ubyte"))?;
+    let ti = find(dir, "train-images", "idx3-ubyte")
+        .ok_or_else(|| missing("train-images-idx3-ubyte"))?;
+    let tl = find(dir, "train-labels", "idx1-ubyte")
+        .ok_or_else(|| missing("train-labels-idx1-ubyte"))?;
     let names = read_names(&dir.join("classes.txt"))?;
     let classes = names.as_ref().map(Vec::len);
     let name = dir

@@ -66,9 +66,9 @@ fn load_batch(path: &Path, images: &mut Vec<u8>, labels: &mut Vec<u32>) -> Resul
                 )),
             })
             .collect::<Result<_, _>>()?,
-        Some(Value::Array(a)) => a.to_i64().ok_or_else(|| {
-            DataError::invalid(path, format!("'labels' is a {} array", a.descr))
-        })?,
+        Some(Value::Array(a)) => a
+            .to_i64()
+            .ok_or_else(|| DataError::invalid(path, format!("'labels' is a {} array", a.descr)))?,
         Some(other) => {
             return Err(DataError::invalid(
                 path,

@@ -285,7 +285,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
                 m.stack.pop().ok_or_else(|| underflow(&r))?;
             }
             b'1' => {
-                let k = m.marks.pop().ok_or_else(|| r.err(at, "POP_MARK without MARK"))?;
+                let k = m
+                    .marks
+                    .pop()
+                    .ok_or_else(|| r.err(at, "POP_MARK without MARK"))?;
                 m.stack.truncate(k);
             }
             b'2' => {
@@ -373,7 +376,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
             b'}' => m.push(Obj::Dict(Vec::new())),
             0x8f => m.push(Obj::List(Vec::new())), // EMPTY_SET, kept as a list
             b'l' | b't' | b'd' | 0x91 => {
-                let k = m.marks.pop().ok_or_else(|| r.err(at, "container without MARK"))?;
+                let k = m
+                    .marks
+                    .pop()
+                    .ok_or_else(|| r.err(at, "container without MARK"))?;
                 let items = m.stack.split_off(k);
                 let o = match op {
                     b'd' => Obj::Dict(pairs(&items).ok_or_else(|| r.err(at, "odd dict items"))?),
@@ -394,7 +400,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
                 let items = if op == b'a' {
                     vec![m.stack.pop().ok_or_else(|| underflow(&r))?]
                 } else {
-                    let k = m.marks.pop().ok_or_else(|| r.err(at, "APPENDS without MARK"))?;
+                    let k = m
+                        .marks
+                        .pop()
+                        .ok_or_else(|| r.err(at, "APPENDS without MARK"))?;
                     m.stack.split_off(k)
                 };
                 let target = *m.stack.last().ok_or_else(|| underflow(&r))?;
@@ -410,7 +419,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
                     }
                     m.stack.split_off(m.stack.len() - 2)
                 } else {
-                    let k = m.marks.pop().ok_or_else(|| r.err(at, "SETITEMS without MARK"))?;
+                    let k = m
+                        .marks
+                        .pop()
+                        .ok_or_else(|| r.err(at, "SETITEMS without MARK"))?;
                     m.stack.split_off(k)
                 };
                 let p = pairs(&items).ok_or_else(|| r.err(at, "odd dict items"))?;
@@ -547,12 +559,7 @@ fn convert(objs: &[Obj], id: Id, depth: usize) -> Result<Value, String> {
 }
 
 /// Rebuild the objects this reader understands; others become [`Value::Object`].
-fn rebuild(
-    module: &str,
-    name: &str,
-    args: Value,
-    state: Option<Value>,
-) -> Result<Value, String> {
+fn rebuild(module: &str, name: &str, args: Value, state: Option<Value>) -> Result<Value, String> {
     let numpy = module == "numpy" || module.starts_with("numpy.");
     match (numpy, name) {
         (true, "dtype") => {
@@ -790,7 +797,10 @@ mod tests {
     #[test]
     fn quoted_strings() {
         assert_eq!(unquote(br"'a\x00\n\'b'"), Some(b"a\x00\n'b".to_vec()));
-        assert_eq!(raw_unicode_unescape(br"x\u0101y\xff"), Some("x\u{101}y\\xff".into()));
+        assert_eq!(
+            raw_unicode_unescape(br"x\u0101y\xff"),
+            Some("x\u{101}y\\xff".into())
+        );
         assert_eq!(raw_unicode_unescape(b"\xe9"), Some("\u{e9}".into()));
     }
 

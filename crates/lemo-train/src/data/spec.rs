@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use super::{
-    Cifar100Labels, DataError, Dataset, Splits, load_cifar10, load_cifar100, load_digits,
-    load_idx, load_image_folder, load_imagenet16,
+    Cifar100Labels, DataError, Dataset, Splits, load_cifar10, load_cifar100, load_digits, load_idx,
+    load_image_folder, load_imagenet16,
 };
 
 /// The validation share of the training data (the paper's 9:1 split).
