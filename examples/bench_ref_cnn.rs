@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Inference of the deployment form.
     let deployed = model.deployment_form()?;
-    let mut infer = |batch: usize, warmup: usize, max_runs: usize| -> Result<f64, TrainError> {
+    let infer = |batch: usize, warmup: usize, max_runs: usize| -> Result<f64, TrainError> {
         let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
         for _ in 0..warmup {
             let _ = deployed.forward(x.clone())?;
