@@ -330,12 +330,12 @@ impl RunConfig {
             return Err(key_err("termination.iterations", "must be at least 1"));
         }
         if let Some(s) = t.max_wall_seconds
-            && !(s > 0.0)
+            && (s.is_nan() || s <= 0.0)
         {
             return Err(key_err("termination.max_wall_seconds", "must be positive"));
         }
         if let Some(e) = t.max_energy_kwh
-            && !(e > 0.0)
+            && (e.is_nan() || e <= 0.0)
         {
             return Err(key_err("termination.max_energy_kwh", "must be positive"));
         }

@@ -62,6 +62,7 @@ pub enum AnswerOutcome {
 
 /// How an iteration ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum IterationOutcome {
     /// A network was trained (or its earlier result reused) and measured.
