@@ -10,6 +10,7 @@ pub mod data;
 pub mod device;
 mod error;
 pub mod evaluation;
+pub mod kernels;
 pub mod model;
 pub mod observer;
 pub mod trainer;

@@ -19,7 +19,7 @@ use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, activation};
 use lemo_arch::{Analysis, Graph, Init, Op, Padding, PaddingMode, Shape, Source};
 
-use crate::TrainError;
+use crate::{TrainError, kernels};
 
 /// One burn layer of a [`GraphModel`]: the weighted (or training-mode) part of a node.
 // burn's derive does not take `Box`ed modules; a network has a few dozen layers at most.
@@ -518,9 +518,9 @@ impl GraphModel {
             (Kind::Layer(l), arg) => {
                 let layer = self.layers.get(*l).ok_or_else(|| bad("missing layer"))?;
                 match (layer, arg) {
-                    (Layer::Conv(c), Value::Map(x)) => Value::Map(c.forward(x)),
+                    (Layer::Conv(c), Value::Map(x)) => Value::Map(kernels::conv2d(c, x)),
                     (Layer::Separable(s), Value::Map(x)) => {
-                        Value::Map(s.pointwise.forward(s.depthwise.forward(x)))
+                        Value::Map(kernels::conv2d(&s.pointwise, s.depthwise.forward(x)))
                     }
                     (Layer::Norm(n), Value::Map(x)) => Value::Map(n.forward(x)),
                     (Layer::Norm(n), Value::Vector(x)) => Value::Vector(n.forward(x)),

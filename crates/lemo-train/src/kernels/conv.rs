@@ -1,0 +1,682 @@
+//! Dense (groups = 1) 2-D convolution on contiguous NCHW `f32` buffers: im2col per image into a
+//! reused scratch buffer, one gemm per image, images in parallel. Forward, input gradient,
+//! weight gradient and bias gradient.
+//!
+//! The output of `W[c_out, K] x col[K, P]` is already the NCHW plane block of one image, so no
+//! layout conversion happens anywhere: this is what makes it faster than a layout-converting
+//! implementation on small images (see docs/performance.md).
+
+use std::cell::RefCell;
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// The geometry of one 2-D convolution: input, kernel, stride, padding, dilation, output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Batch size.
+    pub batch: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride (height, width).
+    pub stride: [usize; 2],
+    /// Padding before (top, left).
+    pub pad_begin: [usize; 2],
+    /// Padding after (bottom, right).
+    pub pad_end: [usize; 2],
+    /// Dilation (height, width).
+    pub dilation: [usize; 2],
+}
+
+impl ConvGeometry {
+    /// Output height and width, `None` when the (dilated) kernel does not fit the padded input
+    /// or a stride / dilation / kernel size is zero.
+    pub fn output(&self) -> Option<[usize; 2]> {
+        let dim = |i: usize, size: usize| {
+            let (k, s, d) = (self.kernel[i], self.stride[i], self.dilation[i]);
+            if k == 0 || s == 0 || d == 0 {
+                return None;
+            }
+            let span = d * (k - 1) + 1;
+            let padded = size + self.pad_begin[i] + self.pad_end[i];
+            (padded >= span).then(|| (padded - span) / s + 1)
+        };
+        Some([dim(0, self.h)?, dim(1, self.w)?])
+    }
+
+    /// Rows of the im2col matrix: `c_in * kh * kw`.
+    fn k(&self) -> usize {
+        self.c_in * self.kernel[0] * self.kernel[1]
+    }
+
+    /// True when im2col is the identity (1x1 kernel, stride 1, no padding).
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.pad_begin == [0, 0]
+            && self.pad_end == [0, 0]
+    }
+}
+
+thread_local! {
+    /// Per-thread im2col scratch, reused across calls so no page is faulted in twice.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
+/// The valid output columns `[lo, hi)` of one kernel column: those where
+/// `ox * stride + offset` lands inside `0..width`.
+fn valid_range(offset: isize, stride: usize, width: usize, out: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if offset >= 0 {
+        0
+    } else {
+        ((-offset + s - 1) / s) as usize
+    };
+    let hi = if (width as isize) <= offset {
+        0
+    } else {
+        (((width as isize - offset) + s - 1) / s) as usize
+    };
+    (lo.min(out), hi.min(out).max(lo.min(out)))
+}
+
+/// A row segment of the im2col matrix that reads from the image: input row start `src`,
+/// column `offset` of the kernel tap, and valid output columns `[lo, hi)`.
+#[derive(Clone, Copy)]
+struct Inside {
+    src: usize,
+    offset: isize,
+    lo: usize,
+    hi: usize,
+}
+
+/// Visits every im2col row segment of one image: `f(segment_start, Some(inside))` for rows
+/// that read inside the image, `f(segment_start, None)` for padding rows.
+fn for_each_segment(
+    g: &ConvGeometry,
+    oh: usize,
+    ow: usize,
+    mut f: impl FnMut(usize, Option<Inside>),
+) {
+    let [kh, kw] = g.kernel;
+    let p = oh * ow;
+    for c in 0..g.c_in {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = ((c * kh + ky) * kw + kx) * p;
+                let offset = (kx * g.dilation[1]) as isize - g.pad_begin[1] as isize;
+                let (lo, hi) = valid_range(offset, g.stride[1], g.w, ow);
+                for oy in 0..oh {
+                    let iy =
+                        (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_begin[0] as isize;
+                    let seg = row + oy * ow;
+                    if iy < 0 || iy >= g.h as isize {
+                        f(seg, None);
+                    } else {
+                        let src = (c * g.h + iy as usize) * g.w;
+                        f(
+                            seg,
+                            Some(Inside {
+                                src,
+                                offset,
+                                lo,
+                                hi,
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// im2col of one image `x[c_in, h, w]` into `col[K, P]`.
+fn im2col(g: &ConvGeometry, oh: usize, ow: usize, x: &[f32], col: &mut [f32]) {
+    let sw = g.stride[1];
+    for_each_segment(g, oh, ow, |seg, inside| {
+        let dst = &mut col[seg..seg + ow];
+        let Some(Inside {
+            src,
+            offset,
+            lo,
+            hi,
+        }) = inside
+        else {
+            dst.fill(0.0);
+            return;
+        };
+        dst[..lo].fill(0.0);
+        dst[hi..].fill(0.0);
+        if hi > lo {
+            let start = (src as isize + lo as isize * sw as isize + offset) as usize;
+            if sw == 1 {
+                dst[lo..hi].copy_from_slice(&x[start..start + (hi - lo)]);
+            } else {
+                for (i, d) in dst[lo..hi].iter_mut().enumerate() {
+                    *d = x[start + i * sw];
+                }
+            }
+        }
+    });
+}
+
+/// col2im of one image: accumulates `col[K, P]` into `dx[c_in, h, w]` (which must be zeroed).
+fn col2im(g: &ConvGeometry, oh: usize, ow: usize, col: &[f32], dx: &mut [f32]) {
+    let sw = g.stride[1];
+    for_each_segment(g, oh, ow, |seg, inside| {
+        let Some(Inside {
+            src,
+            offset,
+            lo,
+            hi,
+        }) = inside
+        else {
+            return;
+        };
+        if hi > lo {
+            let start = (src as isize + lo as isize * sw as isize + offset) as usize;
+            let from = &col[seg + lo..seg + hi];
+            if sw == 1 {
+                for (d, s) in dx[start..start + (hi - lo)].iter_mut().zip(from) {
+                    *d += s;
+                }
+            } else {
+                for (i, s) in from.iter().enumerate() {
+                    dx[start + i * sw] += s;
+                }
+            }
+        }
+    });
+}
+
+/// Row-major `dst[m, n] (+)= lhs[m, k] x rhs[k, n]` where each operand is given by its
+/// (row stride, column stride).
+#[allow(clippy::too_many_arguments, unsafe_code)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: [usize; 2],
+    rhs: &[f32],
+    rhs_strides: [usize; 2],
+    parallel: bool,
+) {
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    assert!(lhs.len() > (m.max(1) - 1) * lhs_strides[0] + (k.max(1) - 1) * lhs_strides[1]);
+    assert!(rhs.len() > (k.max(1) - 1) * rhs_strides[0] + (n.max(1) - 1) * rhs_strides[1]);
+    let par = if parallel {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the asserts above keep every index the gemm reads or writes inside the slices
+    // (row-major dst with row stride n), and dst does not alias lhs or rhs (&mut vs &).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_strides[1] as isize,
+            lhs_strides[0] as isize,
+            rhs.as_ptr(),
+            rhs_strides[1] as isize,
+            rhs_strides[0] as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+fn check_lengths(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> [usize; 2] {
+    let out = g
+        .output()
+        .unwrap_or_else(|| panic!("conv2d: kernel larger than the padded input: {g:?}"));
+    assert_eq!(
+        x.len(),
+        g.batch * g.c_in * g.h * g.w,
+        "conv2d: input length"
+    );
+    assert_eq!(weight.len(), g.c_out * g.k(), "conv2d: weight length");
+    out
+}
+
+/// Forward pass: `y[n, c_out, oh, ow]` from `x[n, c_in, h, w]`, `weight[c_out, c_in, kh, kw]`
+/// and an optional `bias[c_out]`.
+///
+/// # Panics
+/// When a slice length disagrees with the geometry or the kernel does not fit (the callers
+/// check shapes first).
+pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let [oh, ow] = check_lengths(g, x, weight);
+    let (p, k) = (oh * ow, g.k());
+    let in_len = g.c_in * g.h * g.w;
+    let out_len = g.c_out * p;
+    let mut y = vec![0.0f32; g.batch * out_len];
+    if out_len == 0 || g.batch == 0 {
+        return y;
+    }
+    let parallel_gemm = g.batch < rayon::current_num_threads();
+    let image = |(img, out): (usize, &mut [f32])| {
+        let x_img = &x[img * in_len..(img + 1) * in_len];
+        if let Some(b) = bias {
+            for (plane, &v) in out.chunks_mut(p).zip(b) {
+                plane.fill(v);
+            }
+        }
+        let acc = bias.is_some();
+        if g.is_pointwise() {
+            matmul(
+                g.c_out,
+                p,
+                k,
+                out,
+                acc,
+                weight,
+                [k, 1],
+                x_img,
+                [p, 1],
+                parallel_gemm,
+            );
+        } else {
+            with_scratch(k * p, |col| {
+                im2col(g, oh, ow, x_img, col);
+                matmul(
+                    g.c_out,
+                    p,
+                    k,
+                    out,
+                    acc,
+                    weight,
+                    [k, 1],
+                    col,
+                    [p, 1],
+                    parallel_gemm,
+                );
+            });
+        }
+    };
+    y.par_chunks_mut(out_len).enumerate().for_each(image);
+    y
+}
+
+/// Gradients of one convolution.
+#[derive(Debug, Clone)]
+pub struct ConvGrads {
+    /// Gradient of the input, when asked for.
+    pub x: Option<Vec<f32>>,
+    /// Gradient of the weight `[c_out, c_in, kh, kw]`.
+    pub weight: Vec<f32>,
+    /// Gradient of the bias `[c_out]`.
+    pub bias: Vec<f32>,
+}
+
+/// Backward pass from the output gradient `dy[n, c_out, oh, ow]`.
+///
+/// # Panics
+/// When a slice length disagrees with the geometry.
+pub fn backward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    need_x: bool,
+) -> ConvGrads {
+    let [oh, ow] = check_lengths(g, x, weight);
+    let (p, k) = (oh * ow, g.k());
+    let in_len = g.c_in * g.h * g.w;
+    let out_len = g.c_out * p;
+    assert_eq!(
+        dy.len(),
+        g.batch * out_len,
+        "conv2d backward: output gradient length"
+    );
+    let mut dx = need_x.then(|| vec![0.0f32; g.batch * in_len]);
+    if g.batch == 0 || in_len == 0 || out_len == 0 {
+        return ConvGrads {
+            x: dx,
+            weight: vec![0.0; g.c_out * k],
+            bias: vec![0.0; g.c_out],
+        };
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = g.batch.div_ceil(threads).max(1);
+    let parallel_gemm = g.batch < threads;
+
+    // Each worker takes a contiguous run of images, accumulates its own weight/bias gradient
+    // and writes its images' input gradients; the partial weight gradients are summed after.
+    let work = |(run, dx_run): (usize, Option<&mut [f32]>)| -> (Vec<f32>, Vec<f32>) {
+        let mut dw = vec![0.0f32; g.c_out * k];
+        let mut db = vec![0.0f32; g.c_out];
+        let first = run * chunk;
+        let last = (first + chunk).min(g.batch);
+        let mut dx_run = dx_run;
+        for img in first..last {
+            let x_img = &x[img * in_len..(img + 1) * in_len];
+            let dy_img = &dy[img * out_len..(img + 1) * out_len];
+            for (acc, plane) in db.iter_mut().zip(dy_img.chunks(p)) {
+                *acc += plane.iter().sum::<f32>();
+            }
+            let dx_img = dx_run
+                .as_deref_mut()
+                .map(|d| &mut d[(img - first) * in_len..(img - first + 1) * in_len]);
+            if g.is_pointwise() {
+                // dW += dy[c_out, P] x x^T[P, K]; dx = W^T[K, c_out] x dy[c_out, P]
+                matmul(
+                    g.c_out,
+                    k,
+                    p,
+                    &mut dw,
+                    true,
+                    dy_img,
+                    [p, 1],
+                    x_img,
+                    [1, p],
+                    parallel_gemm,
+                );
+                if let Some(d) = dx_img {
+                    matmul(
+                        k,
+                        p,
+                        g.c_out,
+                        d,
+                        false,
+                        weight,
+                        [1, k],
+                        dy_img,
+                        [p, 1],
+                        parallel_gemm,
+                    );
+                }
+            } else {
+                with_scratch(k * p, |col| {
+                    im2col(g, oh, ow, x_img, col);
+                    matmul(
+                        g.c_out,
+                        k,
+                        p,
+                        &mut dw,
+                        true,
+                        dy_img,
+                        [p, 1],
+                        col,
+                        [1, p],
+                        parallel_gemm,
+                    );
+                    if let Some(d) = dx_img {
+                        matmul(
+                            k,
+                            p,
+                            g.c_out,
+                            col,
+                            false,
+                            weight,
+                            [1, k],
+                            dy_img,
+                            [p, 1],
+                            parallel_gemm,
+                        );
+                        col2im(g, oh, ow, col, d);
+                    }
+                });
+            }
+        }
+        (dw, db)
+    };
+
+    let runs = g.batch.div_ceil(chunk);
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = match dx.as_mut() {
+        Some(d) => d
+            .par_chunks_mut(chunk * in_len)
+            .enumerate()
+            .map(|(run, slice)| work((run, Some(slice))))
+            .collect(),
+        None => (0..runs)
+            .into_par_iter()
+            .map(|run| work((run, None)))
+            .collect(),
+    };
+    let mut dw = vec![0.0f32; g.c_out * k];
+    let mut db = vec![0.0f32; g.c_out];
+    for (pw, pb) in partials {
+        dw.iter_mut().zip(&pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
+    }
+    ConvGrads {
+        x: dx,
+        weight: dw,
+        bias: db,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straightforward six-loop convolution, the reference the fast path must agree with.
+    fn naive(g: &ConvGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+        let [oh, ow] = g.output().expect("fits");
+        let [kh, kw] = g.kernel;
+        let mut y = vec![0.0; g.batch * g.c_out * oh * ow];
+        for n in 0..g.batch {
+            for co in 0..g.c_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = b.map_or(0.0, |b| b[co]);
+                        for ci in 0..g.c_in {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize
+                                        - g.pad_begin[0] as isize;
+                                    let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize
+                                        - g.pad_begin[1] as isize;
+                                    if iy >= 0
+                                        && ix >= 0
+                                        && (iy as usize) < g.h
+                                        && (ix as usize) < g.w
+                                    {
+                                        acc += x[((n * g.c_in + ci) * g.h + iy as usize) * g.w
+                                            + ix as usize]
+                                            * w[((co * g.c_in + ci) * kh + ky) * kw + kx];
+                                    }
+                                }
+                            }
+                        }
+                        y[((n * g.c_out + co) * oh + oy) * ow + ox] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let base = ConvGeometry {
+            batch: 3,
+            c_in: 4,
+            h: 9,
+            w: 7,
+            c_out: 5,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad_begin: [1, 1],
+            pad_end: [1, 1],
+            dilation: [1, 1],
+        };
+        vec![
+            base,
+            ConvGeometry {
+                stride: [2, 2],
+                ..base
+            },
+            ConvGeometry {
+                dilation: [2, 2],
+                pad_begin: [2, 2],
+                pad_end: [2, 2],
+                ..base
+            },
+            ConvGeometry {
+                kernel: [1, 1],
+                pad_begin: [0, 0],
+                pad_end: [0, 0],
+                ..base
+            },
+            ConvGeometry {
+                kernel: [5, 3],
+                stride: [2, 1],
+                pad_begin: [0, 2],
+                pad_end: [1, 0],
+                ..base
+            },
+            ConvGeometry {
+                batch: 1,
+                kernel: [1, 1],
+                stride: [2, 2],
+                pad_begin: [0, 0],
+                pad_end: [0, 0],
+                ..base
+            },
+        ]
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "index {i}: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn forward_matches_the_naive_convolution() {
+        for g in geometries() {
+            let x = values(g.batch * g.c_in * g.h * g.w, 1);
+            let w = values(g.c_out * g.k(), 2);
+            let b = values(g.c_out, 3);
+            close(&forward(&g, &x, &w, Some(&b)), &naive(&g, &x, &w, Some(&b)));
+            close(&forward(&g, &x, &w, None), &naive(&g, &x, &w, None));
+        }
+    }
+
+    /// The gradients are the adjoints of the (linear) forward map: for a random `dy`,
+    /// `<dy, conv(x, w)> = <dx, x> = <dw, w>`, and the bias gradient is dy summed per channel.
+    #[test]
+    fn backward_is_the_adjoint_of_forward() {
+        for g in geometries() {
+            let [oh, ow] = g.output().expect("fits");
+            let x = values(g.batch * g.c_in * g.h * g.w, 4);
+            let w = values(g.c_out * g.k(), 5);
+            let dy = values(g.batch * g.c_out * oh * ow, 6);
+            let y = naive(&g, &x, &w, None);
+            let dot =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a * b) as f64).sum::<f64>();
+            let grads = backward(&g, &x, &w, &dy, true);
+            let dx = grads.x.expect("asked for");
+            let reference = dot(&dy, &y);
+            assert!(
+                (dot(&dx, &x) - reference).abs() < 1e-3 * (1.0 + reference.abs()),
+                "{g:?}"
+            );
+            assert!((dot(&grads.weight, &w) - reference).abs() < 1e-3 * (1.0 + reference.abs()));
+            let p = oh * ow;
+            for co in 0..g.c_out {
+                let want: f32 = (0..g.batch)
+                    .map(|n| {
+                        dy[(n * g.c_out + co) * p..(n * g.c_out + co + 1) * p]
+                            .iter()
+                            .sum::<f32>()
+                    })
+                    .sum();
+                assert!((grads.bias[co] - want).abs() < 1e-3);
+            }
+            let no_x = backward(&g, &x, &w, &dy, false);
+            assert!(no_x.x.is_none());
+            close(&no_x.weight, &grads.weight);
+        }
+    }
+
+    #[test]
+    fn output_size_rejects_kernels_that_do_not_fit() {
+        let g = ConvGeometry {
+            batch: 1,
+            c_in: 1,
+            h: 2,
+            w: 2,
+            c_out: 1,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad_begin: [0, 0],
+            pad_end: [0, 0],
+            dilation: [1, 1],
+        };
+        assert_eq!(g.output(), None);
+        assert_eq!(
+            ConvGeometry {
+                pad_begin: [1, 1],
+                ..g
+            }
+            .output(),
+            Some([1, 1])
+        );
+        assert_eq!(
+            ConvGeometry {
+                pad_begin: [1, 1],
+                pad_end: [1, 1],
+                ..g
+            }
+            .output(),
+            Some([2, 2])
+        );
+        assert_eq!(
+            ConvGeometry {
+                stride: [0, 1],
+                ..g
+            }
+            .output(),
+            None
+        );
+    }
+}

@@ -1,0 +1,333 @@
+//! lemo-train's own CPU kernels for the hot spots of training, plugged into burn.
+//!
+//! burn's Flex backend runs every dense convolution by converting NCHW to NHWC on one thread,
+//! building im2col tiles of 512 pixels, one small gemm per tile and a transposing scatter back,
+//! and its backward pass through transposed convolutions (docs/performance.md). The convolution
+//! here keeps NCHW end to end (im2col per image, one gemm per image whose output *is* the NCHW
+//! plane block) and registers its own backward step with burn's autodiff graph, so training
+//! stays a burn training loop (same modules, optimiser, records) with a faster convolution.
+//!
+//! Only dense (groups = 1) `f32` convolutions on the Flex backend take this path; everything
+//! else (depthwise, GPU backends, other dtypes) goes to burn's own `conv2d` unchanged.
+
+pub mod conv;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, AutodiffBackend, Flex};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{DType, Shape, Tensor, TensorData};
+
+use conv::ConvGeometry;
+
+/// Differentiable autodiff backend whose float primitives are Flex tensors.
+type FlexAd = Autodiff<Flex, NoCheckpointing>;
+
+/// The contiguous `f32` elements of a Flex tensor (copied only if it is not contiguous).
+fn f32_elements(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.layout().contiguous_offsets() {
+        Some((start, end)) => std::borrow::Cow::Borrowed(&t.storage::<f32>()[start..end]),
+        None => {
+            let c = t.to_contiguous();
+            let v = match c.layout().contiguous_offsets() {
+                Some((start, end)) => c.storage::<f32>()[start..end].to_vec(),
+                None => c.into_data().try_to_vec::<f32>().unwrap_or_default(),
+            };
+            std::borrow::Cow::Owned(v)
+        }
+    }
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, Shape::from(shape)))
+}
+
+fn conv_forward(
+    g: &ConvGeometry,
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+) -> FlexTensor {
+    let [oh, ow] = g.output().unwrap_or([0, 0]);
+    let bias = b.map(f32_elements);
+    let y = conv::forward(g, &f32_elements(x), &f32_elements(w), bias.as_deref());
+    flex_tensor(y, vec![g.batch, g.c_out, oh, ow])
+}
+
+/// Parents' ids of one convolution node, `None` where no gradient is needed.
+struct Parents {
+    x: Option<burn::backend::autodiff::NodeId>,
+    weight: Option<burn::backend::autodiff::NodeId>,
+    bias: Option<burn::backend::autodiff::NodeId>,
+}
+
+fn conv_backward(
+    parents: Parents,
+    dy: FlexTensor,
+    (x, w, g): (FlexTensor, FlexTensor, ConvGeometry),
+    grads: &mut Gradients,
+) {
+    let r = conv::backward(
+        &g,
+        &f32_elements(&x),
+        &f32_elements(&w),
+        &f32_elements(&dy),
+        parents.x.is_some(),
+    );
+    if let (Some(id), Some(dx)) = (parents.x, r.x) {
+        grads.register::<Flex>(id, flex_tensor(dx, vec![g.batch, g.c_in, g.h, g.w]));
+    }
+    if let Some(id) = parents.weight {
+        let shape = vec![g.c_out, g.c_in, g.kernel[0], g.kernel[1]];
+        grads.register::<Flex>(id, flex_tensor(r.weight, shape));
+    }
+    if let Some(id) = parents.bias {
+        grads.register::<Flex>(id, flex_tensor(r.bias, vec![g.c_out]));
+    }
+}
+
+#[derive(Debug)]
+struct ConvWithBias;
+#[derive(Debug)]
+struct ConvNoBias;
+
+type ConvState = (FlexTensor, FlexTensor, ConvGeometry);
+
+impl Backward<Flex, 3> for ConvWithBias {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x, weight, bias] = ops.parents;
+        let parents = Parents {
+            x: x.map(|n| n.id),
+            weight: weight.map(|n| n.id),
+            bias: bias.map(|n| n.id),
+        };
+        let dy = grads.consume::<Flex>(&ops.node);
+        conv_backward(parents, dy, ops.state, grads);
+    }
+}
+
+impl Backward<Flex, 2> for ConvNoBias {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x, weight] = ops.parents;
+        let parents = Parents {
+            x: x.map(|n| n.id),
+            weight: weight.map(|n| n.id),
+            bias: None,
+        };
+        let dy = grads.consume::<Flex>(&ops.node);
+        conv_backward(parents, dy, ops.state, grads);
+    }
+}
+
+/// The autodiff convolution on Flex: forward with [`conv::forward`], backward registered as
+/// one graph step computing all three gradients with [`conv::backward`].
+fn conv_autodiff(
+    g: ConvGeometry,
+    x: <FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive,
+    w: <FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive,
+    b: Option<<FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive>,
+) -> <FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive {
+    match b {
+        Some(b) => match ConvWithBias
+            .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w, b) = (FlexAd::inner(x), FlexAd::inner(w), FlexAd::inner(b));
+                let y = conv_forward(&g, &x, &w, Some(&b));
+                prep.finish((x, w, g), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (x, w, b) = (FlexAd::inner(x), FlexAd::inner(w), FlexAd::inner(b));
+                prep.finish(conv_forward(&g, &x, &w, Some(&b)))
+            }
+        },
+        None => match ConvNoBias
+            .prepare::<NoCheckpointing>([x.node(), w.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w) = (FlexAd::inner(x), FlexAd::inner(w));
+                let y = conv_forward(&g, &x, &w, None);
+                prep.finish((x, w, g), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (x, w) = (FlexAd::inner(x), FlexAd::inner(w));
+                prep.finish(conv_forward(&g, &x, &w, None))
+            }
+        },
+    }
+}
+
+/// The geometry of `conv` applied to an input of shape `[n, c, h, w]`, or `None` when the fast
+/// path does not apply (grouped convolution, or a kernel that does not fit: burn reports that).
+fn geometry(conv: &Conv2d, dims: [usize; 4]) -> Option<ConvGeometry> {
+    let [batch, c_in, h, w] = dims;
+    let [c_out, c_in_w, kh, kw] = conv.weight.dims();
+    if conv.groups != 1 || c_in_w != c_in {
+        return None;
+    }
+    let (top, left, bottom, right) = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => (top, left, bottom, right),
+        PaddingConfig2d::Valid => (0, 0, 0, 0),
+        // `Same` depends on the input size: burn's own path computes it.
+        _ => return None,
+    };
+    let g = ConvGeometry {
+        batch,
+        c_in,
+        h,
+        w,
+        c_out,
+        kernel: [kh, kw],
+        stride: conv.stride,
+        pad_begin: [top, left],
+        pad_end: [bottom, right],
+        dilation: conv.dilation,
+    };
+    g.output().map(|_| g)
+}
+
+/// `conv.forward(x)`, through lemo-train's convolution where it applies (dense `f32`
+/// convolution on the Flex backend, with or without autodiff), through burn's otherwise.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if x.dtype() != DType::F32 {
+        return conv.forward(x);
+    }
+    let Some(g) = geometry(conv, x.dims()) else {
+        return conv.forward(x);
+    };
+    let weight = conv.weight.val();
+    let bias = conv.bias.as_ref().map(|b| b.val());
+
+    // Training: an autodiff tensor on Flex.
+    if let Ok(xp) = x.clone().try_into_primitive::<FlexAd>() {
+        let wp = weight.clone().try_into_primitive::<FlexAd>();
+        let bp = bias
+            .clone()
+            .map(|b| b.try_into_primitive::<FlexAd>())
+            .transpose();
+        if let (Ok(wp), Ok(bp)) = (wp, bp) {
+            return Tensor::from_primitive::<FlexAd>(conv_autodiff(g, xp, wp, bp));
+        }
+    }
+    // Inference: a plain Flex tensor.
+    if let Ok(xp) = x.clone().try_into_primitive::<Flex>() {
+        let wp = weight.clone().try_into_primitive::<Flex>();
+        let bp = bias
+            .clone()
+            .map(|b| b.try_into_primitive::<Flex>())
+            .transpose();
+        if let (Ok(wp), Ok(bp)) = (wp, bp) {
+            return Tensor::from_primitive::<Flex>(conv_forward(&g, &xp, &wp, bp.as_ref()));
+        }
+    }
+    conv.forward(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Device, Distribution};
+
+    fn convs(device: &Device) -> Vec<Conv2d> {
+        let base = |k: usize| Conv2dConfig::new([3, 5], [k, k]);
+        vec![
+            base(3)
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            base(3)
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 0, 0, 1))
+                .init(device),
+            base(3)
+                .with_dilation([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2))
+                .with_bias(false)
+                .init(device),
+            base(1).init(device),
+            base(5).with_padding(PaddingConfig2d::Valid).init(device),
+        ]
+    }
+
+    fn assert_close(a: Tensor<4>, b: Tensor<4>) {
+        let (a, b) = (a.into_data(), b.into_data());
+        a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-4));
+    }
+
+    #[test]
+    fn inference_agrees_with_burns_convolution() {
+        let device = Device::flex();
+        for conv in convs(&device) {
+            let x = Tensor::<4>::random([2, 3, 9, 8], Distribution::Normal(0.0, 1.0), &device);
+            assert!(geometry(&conv, x.dims()).is_some());
+            // the fast path applies: plain Flex tensors
+            assert!(x.clone().try_into_primitive::<Flex>().is_ok());
+            assert!(conv.weight.val().try_into_primitive::<Flex>().is_ok());
+            assert_close(conv2d(&conv, x.clone()), conv.forward(x));
+        }
+    }
+
+    #[test]
+    fn gradients_agree_with_burns_autodiff() {
+        let device = Device::flex().autodiff();
+        for conv in convs(&device) {
+            let x = Tensor::<4>::random([2, 3, 9, 8], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+            // the fast path applies: autodiff tensors on Flex without checkpointing
+            assert!(x.clone().try_into_primitive::<FlexAd>().is_ok());
+            assert!(conv.weight.val().try_into_primitive::<FlexAd>().is_ok());
+            let ours = conv2d(&conv, x.clone());
+            let theirs = conv.forward(x.clone());
+            // A non-uniform upstream gradient: weight every output by a fixed pattern.
+            let pattern = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let g_ours = (ours.clone() * pattern.clone()).sum().backward();
+            let g_theirs = (theirs.clone() * pattern).sum().backward();
+            assert_close(ours, theirs);
+            let xg = |g: &burn::tensor::Gradients| x.grad(g).expect("input gradient");
+            let (a, b) = (xg(&g_ours), xg(&g_theirs));
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-3));
+            let wg = |g: &burn::tensor::Gradients| conv.weight.grad(g).expect("weight gradient");
+            wg(&g_ours).into_data().assert_approx_eq::<f32>(
+                &wg(&g_theirs).into_data(),
+                burn::tensor::Tolerance::absolute(1e-3),
+            );
+            if let Some(bias) = &conv.bias {
+                let bg = |g: &burn::tensor::Gradients| bias.grad(g).expect("bias gradient");
+                bg(&g_ours).into_data().assert_approx_eq::<f32>(
+                    &bg(&g_theirs).into_data(),
+                    burn::tensor::Tolerance::absolute(1e-3),
+                );
+            }
+            let _ = conv.num_params();
+        }
+    }
+
+    #[test]
+    fn grouped_and_same_padded_convolutions_take_burns_path() {
+        let device = Device::flex();
+        let grouped = Conv2dConfig::new([4, 4], [3, 3])
+            .with_groups(4)
+            .init(&device);
+        assert!(geometry(&grouped, [1, 4, 8, 8]).is_none());
+        let same = Conv2dConfig::new([4, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
+        assert!(geometry(&same, [1, 4, 8, 8]).is_none());
+        let x = Tensor::<4>::random([1, 4, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        assert_close(conv2d(&grouped, x.clone()), grouped.forward(x));
+    }
+}
