@@ -522,8 +522,8 @@ impl GraphModel {
                     (Layer::Separable(s), Value::Map(x)) => {
                         Value::Map(kernels::conv2d(&s.pointwise, s.depthwise.forward(x)))
                     }
-                    (Layer::Norm(n), Value::Map(x)) => Value::Map(n.forward(x)),
-                    (Layer::Norm(n), Value::Vector(x)) => Value::Vector(n.forward(x)),
+                    (Layer::Norm(n), Value::Map(x)) => Value::Map(kernels::batch_norm(n, x)),
+                    (Layer::Norm(n), Value::Vector(x)) => Value::Vector(kernels::batch_norm(n, x)),
                     (Layer::Dense(d), Value::Vector(x)) => Value::Vector(d.forward(x)),
                     (Layer::Dropout(d), Value::Map(x)) => Value::Map(d.forward(x)),
                     (Layer::Dropout(d), Value::Vector(x)) => Value::Vector(d.forward(x)),

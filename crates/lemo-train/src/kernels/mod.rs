@@ -10,6 +10,7 @@
 //! Only dense (groups = 1) `f32` convolutions on the Flex backend take this path; everything
 //! else (depthwise, GPU backends, other dtypes) goes to burn's own `conv2d` unchanged.
 
+pub mod batch_norm;
 pub mod conv;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -18,10 +19,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Flex};
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 
+use batch_norm::NormShape;
 use conv::ConvGeometry;
 
 /// Differentiable autodiff backend whose float primitives are Flex tensors.
@@ -235,6 +237,135 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv.forward(x)
 }
 
+#[derive(Debug)]
+struct BatchNormStep;
+
+/// Input, gamma, batch mean and variance, epsilon, shape and dims of one batch-norm step.
+type NormState = (
+    FlexTensor,
+    FlexTensor,
+    Vec<f32>,
+    Vec<f32>,
+    f64,
+    NormShape,
+    Vec<usize>,
+);
+
+impl Backward<Flex, 3> for BatchNormStep {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x, gamma, beta] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (xt, gt, mean, variance, epsilon, shape, dims) = ops.state;
+        let r = batch_norm::backward(
+            &shape,
+            &f32_elements(&xt),
+            &f32_elements(&gt),
+            &mean,
+            &variance,
+            epsilon,
+            &f32_elements(&dy),
+            x.is_some(),
+        );
+        if let (Some(node), Some(dx)) = (x, r.x) {
+            grads.register::<Flex>(node.id, flex_tensor(dx, dims));
+        }
+        if let Some(node) = gamma {
+            grads.register::<Flex>(node.id, flex_tensor(r.gamma, vec![shape.channels]));
+        }
+        if let Some(node) = beta {
+            grads.register::<Flex>(node.id, flex_tensor(r.beta, vec![shape.channels]));
+        }
+    }
+}
+
+type AdPrimitive = <FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive;
+
+/// Training-mode batch norm as one autodiff step; returns the output and the batch statistics.
+fn batch_norm_autodiff(
+    shape: NormShape,
+    dims: Vec<usize>,
+    epsilon: f64,
+    [x, gamma, beta]: [AdPrimitive; 3],
+) -> (AdPrimitive, Vec<f32>, Vec<f32>) {
+    let run = |x: &FlexTensor, g: &FlexTensor, b: &FlexTensor| {
+        batch_norm::forward(
+            &shape,
+            &f32_elements(x),
+            &f32_elements(g),
+            &f32_elements(b),
+            epsilon,
+        )
+    };
+    match BatchNormStep
+        .prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (x, g, b) = (FlexAd::inner(x), FlexAd::inner(gamma), FlexAd::inner(beta));
+            let f = run(&x, &g, &b);
+            let out = flex_tensor(f.output, dims.clone());
+            let state = (
+                x,
+                g,
+                f.mean.clone(),
+                f.variance.clone(),
+                epsilon,
+                shape,
+                dims,
+            );
+            (prep.finish(state, out), f.mean, f.variance)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (x, g, b) = (FlexAd::inner(x), FlexAd::inner(gamma), FlexAd::inner(beta));
+            let f = run(&x, &g, &b);
+            (prep.finish(flex_tensor(f.output, dims)), f.mean, f.variance)
+        }
+    }
+}
+
+/// `bn.forward(x)`, through lemo-train's batch norm in training mode on Flex (statistics,
+/// output and backward without layout copies; running statistics updated as burn does), through
+/// burn's otherwise (inference, GPU backends, other dtypes).
+pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let training = x.device().is_autodiff() && bn.training.is_enabled();
+    let dims = x.dims();
+    let [channels] = bn.gamma.dims();
+    if !training || x.dtype() != DType::F32 || D < 2 || dims[1] != channels {
+        return bn.forward(x);
+    }
+    let shape = NormShape {
+        batch: dims[0],
+        channels,
+        spatial: dims[2..].iter().product(),
+    };
+    let device = x.device();
+    let prims = (
+        x.clone().try_into_primitive::<FlexAd>(),
+        bn.gamma.val().try_into_primitive::<FlexAd>(),
+        bn.beta.val().try_into_primitive::<FlexAd>(),
+    );
+    let (Ok(xp), Ok(gp), Ok(bp)) = prims else {
+        return bn.forward(x);
+    };
+    let (out, mean, variance) = batch_norm_autodiff(shape, dims.to_vec(), bn.epsilon, [xp, gp, bp]);
+    let stat = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [channels]), &device);
+    let update = |running: Tensor<1>, batch: Vec<f32>| {
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - bn.momentum)
+            .add(stat(batch).mul_scalar(bn.momentum))
+            .detach()
+    };
+    bn.running_mean
+        .update(update(bn.running_mean.value_sync(), mean));
+    bn.running_var
+        .update(update(bn.running_var.value_sync(), variance));
+    Tensor::from_primitive::<FlexAd>(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +460,48 @@ mod tests {
         assert!(geometry(&same, [1, 4, 8, 8]).is_none());
         let x = Tensor::<4>::random([1, 4, 8, 8], Distribution::Normal(0.0, 1.0), &device);
         assert_close(conv2d(&grouped, x.clone()), grouped.forward(x));
+    }
+    #[test]
+    fn batch_norm_agrees_with_burns_in_training() {
+        use burn::nn::BatchNormConfig;
+        let device = Device::flex().autodiff();
+        let ours = BatchNormConfig::new(4).init(&device);
+        let theirs = BatchNormConfig::new(4).init(&device);
+        for dims in [[3usize, 4, 5, 6], [8, 4, 1, 1]] {
+            let x =
+                Tensor::<4>::random(dims, Distribution::Normal(1.0, 2.0), &device).require_grad();
+            assert!(x.clone().try_into_primitive::<FlexAd>().is_ok());
+            let a = batch_norm(&ours, x.clone());
+            let b = theirs.forward(x.clone());
+            let pattern = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let ga = (a.clone() * pattern.clone()).sum().backward();
+            let gb = (b.clone() * pattern).sum().backward();
+            assert_close(a, b);
+            let tol = burn::tensor::Tolerance::absolute(1e-3);
+            x.grad(&ga)
+                .expect("dx")
+                .into_data()
+                .assert_approx_eq::<f32>(&x.grad(&gb).expect("dx").into_data(), tol);
+            for (p, q) in [(&ours.gamma, &theirs.gamma), (&ours.beta, &theirs.beta)] {
+                p.grad(&ga)
+                    .expect("param grad")
+                    .into_data()
+                    .assert_approx_eq::<f32>(&q.grad(&gb).expect("param grad").into_data(), tol);
+            }
+        }
+        for (p, q) in [
+            (&ours.running_mean, &theirs.running_mean),
+            (&ours.running_var, &theirs.running_var),
+        ] {
+            p.value().into_data().assert_approx_eq::<f32>(
+                &q.value().into_data(),
+                burn::tensor::Tolerance::absolute(1e-4),
+            );
+        }
+        // Vectors ([batch, features]) take the same path.
+        let v = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
+        let (a, b) = (batch_norm(&ours, v.clone()), theirs.forward(v));
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-4));
     }
 }
