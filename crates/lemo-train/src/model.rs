@@ -14,8 +14,8 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
     PaddingConfig2d,
 };
-use burn::tensor::module::{avg_pool2d, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+use burn::tensor::module::avg_pool2d;
+use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor, activation};
 use lemo_arch::{Analysis, Graph, Init, Op, Padding, PaddingMode, Shape, Source};
 
@@ -551,12 +551,7 @@ impl GraphModel {
                     pad,
                 },
                 Value::Map(x),
-            ) => Value::Map(max_pool2d(
-                x,
-                MaxPoolOptions::new([*kernel, *kernel])
-                    .with_stride([*stride, *stride])
-                    .with_padding([*pad, *pad]),
-            )),
+            ) => Value::Map(kernels::max_pool2d(x, *kernel, *stride, *pad)),
             (
                 Kind::AvgPool {
                     kernel,

@@ -12,6 +12,7 @@
 
 pub mod batch_norm;
 pub mod conv;
+pub mod pool;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -25,6 +26,7 @@ use burn::tensor::{DType, Shape, Tensor, TensorData};
 
 use batch_norm::NormShape;
 use conv::ConvGeometry;
+use pool::PoolGeometry;
 
 /// Differentiable autodiff backend whose float primitives are Flex tensors.
 type FlexAd = Autodiff<Flex, NoCheckpointing>;
@@ -366,6 +368,75 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     Tensor::from_primitive::<FlexAd>(out)
 }
 
+#[derive(Debug)]
+struct MaxPoolStep;
+
+impl Backward<Flex, 1> for MaxPoolStep {
+    type State = (Vec<u32>, PoolGeometry, [usize; 4]);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (argmax, g, dims) = ops.state;
+        if let Some(node) = x {
+            let dx = pool::backward(&g, &argmax, &f32_elements(&dy));
+            grads.register::<Flex>(node.id, flex_tensor(dx, dims.to_vec()));
+        }
+    }
+}
+
+/// Max pooling with a square `kernel`, `stride` and symmetric `pad` (dilation 1, floor mode):
+/// lemo-train's kernel on Flex (with or without autodiff), burn's `max_pool2d` otherwise.
+pub fn max_pool2d(x: Tensor<4>, kernel: usize, stride: usize, pad: usize) -> Tensor<4> {
+    let dims = x.dims();
+    let [n, c, h, w] = dims;
+    let g = PoolGeometry {
+        planes: n * c,
+        h,
+        w,
+        kernel,
+        stride,
+        pad,
+    };
+    let burn_path = |x: Tensor<4>| {
+        burn::tensor::module::max_pool2d(
+            x,
+            burn::tensor::ops::MaxPoolOptions::new([kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding([pad, pad]),
+        )
+    };
+    let Some([oh, ow]) = g.output() else {
+        return burn_path(x);
+    };
+    if x.dtype() != DType::F32 {
+        return burn_path(x);
+    }
+    let out_dims = vec![n, c, oh, ow];
+    if let Ok(xp) = x.clone().try_into_primitive::<FlexAd>() {
+        let out = match MaxPoolStep
+            .prepare::<NoCheckpointing>([xp.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let f = pool::forward(&g, &f32_elements(&FlexAd::inner(xp)));
+                prep.finish((f.argmax, g, dims), flex_tensor(f.output, out_dims))
+            }
+            OpsKind::UnTracked(prep) => {
+                let f = pool::forward(&g, &f32_elements(&FlexAd::inner(xp)));
+                prep.finish(flex_tensor(f.output, out_dims))
+            }
+        };
+        return Tensor::from_primitive::<FlexAd>(out);
+    }
+    if let Ok(xp) = x.clone().try_into_primitive::<Flex>() {
+        let f = pool::forward(&g, &f32_elements(&xp));
+        return Tensor::from_primitive::<Flex>(flex_tensor(f.output, out_dims));
+    }
+    burn_path(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,5 +574,43 @@ mod tests {
         let (a, b) = (batch_norm(&ours, v.clone()), theirs.forward(v));
         a.into_data()
             .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-4));
+    }
+    #[test]
+    fn max_pool_agrees_with_burns() {
+        use burn::tensor::module::max_pool2d as burn_max_pool2d;
+        use burn::tensor::ops::MaxPoolOptions;
+        let device = Device::flex().autodiff();
+        for (k, s, p) in [(2, 2, 0), (3, 1, 1), (3, 2, 1), (2, 1, 0)] {
+            let x = Tensor::<4>::random([2, 3, 9, 8], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+            let opts = MaxPoolOptions::new([k, k])
+                .with_stride([s, s])
+                .with_padding([p, p]);
+            let a = max_pool2d(x.clone(), k, s, p);
+            let b = burn_max_pool2d(x.clone(), opts);
+            let pattern = Tensor::<4>::random(a.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let ga = (a.clone() * pattern.clone()).sum().backward();
+            let gb = (b.clone() * pattern).sum().backward();
+            assert_close(a, b);
+            x.grad(&ga)
+                .expect("dx")
+                .into_data()
+                .assert_approx_eq::<f32>(
+                    &x.grad(&gb).expect("dx").into_data(),
+                    burn::tensor::Tolerance::absolute(1e-5),
+                );
+            let plain = Tensor::<4>::random(
+                [1, 2, 7, 7],
+                Distribution::Normal(0.0, 1.0),
+                &Device::flex(),
+            );
+            let opts = MaxPoolOptions::new([k, k])
+                .with_stride([s, s])
+                .with_padding([p, p]);
+            assert_close(
+                max_pool2d(plain.clone(), k, s, p),
+                burn_max_pool2d(plain, opts),
+            );
+        }
     }
 }
