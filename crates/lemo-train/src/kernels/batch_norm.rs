@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+use super::lane_sum;
+
 /// The shape of one batch-norm input: batch, channels, elements per channel and image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NormShape {
@@ -164,11 +166,7 @@ pub fn backward(
     let dgamma = per_channel(shape, |n, c| {
         let r = plane(shape, n, c);
         let (mu, is) = (mean[c], inv_std[c]);
-        x[r.clone()]
-            .iter()
-            .zip(&dy[r])
-            .map(|(&v, &g)| ((v - mu) * is * g) as f64)
-            .sum()
+        is as f64 * lane_sum(&x[r.clone()], &dy[r], |v, g| (v - mu) * g)
     });
     let dx = need_x.then(|| {
         let m = shape.samples().max(1) as f32;

@@ -384,7 +384,7 @@ pub fn backward(
             let x_img = &x[img * in_len..(img + 1) * in_len];
             let dy_img = &dy[img * out_len..(img + 1) * out_len];
             for (acc, plane) in db.iter_mut().zip(dy_img.chunks(p)) {
-                *acc += plane.iter().sum::<f32>();
+                *acc += super::lane_sum(plane, plane, |v, _| v) as f32;
             }
             let dx_img = dx_run
                 .as_deref_mut()

@@ -28,6 +28,22 @@ use batch_norm::NormShape;
 use conv::ConvGeometry;
 use pool::PoolGeometry;
 
+/// `sum(f(a[i], b[i]))` over two equal-length slices with 16 independent lanes, so the
+/// compiler vectorises it; the lanes are added in `f64`.
+pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += f(xa[l], xb[l]);
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(&x, &y)| f(x, y) as f64).sum();
+    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+}
+
 /// Differentiable autodiff backend whose float primitives are Flex tensors.
 type FlexAd = Autodiff<Flex, NoCheckpointing>;
 
