@@ -69,6 +69,20 @@ pub enum PaddingMode {
     Valid,
 }
 
+impl Padding {
+    /// Zero padding per side, in pixels, for a window of `kernel` with `dilation`: the one
+    /// rule the validator's shape inference and the trainer's layers both use.
+    pub fn pixels(&self, kernel: u32, dilation: u32) -> u64 {
+        match self {
+            Padding::Named(PaddingMode::Same) => {
+                u64::from(dilation) * u64::from(kernel.saturating_sub(1)) / 2
+            }
+            Padding::Named(PaddingMode::Valid) => 0,
+            Padding::Explicit(p) => u64::from(*p),
+        }
+    }
+}
+
 impl Default for Padding {
     fn default() -> Self {
         Padding::Named(PaddingMode::Valid)

@@ -14,9 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::error::{ArchError, closest};
-use crate::ir::{
-    Analysis, Graph, INPUT_ID, Node, NodeInfo, Op, Padding, PaddingMode, Shape, Source, Task,
-};
+use crate::ir::{Analysis, Graph, INPUT_ID, Node, NodeInfo, Op, Padding, Shape, Source, Task};
 
 /// Most elements any one tensor (a weight or one image's activation) may have: beyond this a
 /// network is rejected as absurd whatever the user's budgets.
@@ -477,17 +475,6 @@ fn to_usize(node: &Node, v: u64) -> Result<usize, ArchError> {
     })
 }
 
-/// Padding per side for a window of `kernel` with `dilation`.
-fn pad_of(padding: &Padding, kernel: u32, dilation: u32) -> u64 {
-    match padding {
-        Padding::Named(PaddingMode::Same) => {
-            u64::from(dilation) * u64::from(kernel.saturating_sub(1)) / 2
-        }
-        Padding::Named(PaddingMode::Valid) => 0,
-        Padding::Explicit(p) => u64::from(*p),
-    }
-}
-
 /// A sliding window's output size along one axis, or the arithmetic that makes it < 1.
 #[allow(clippy::too_many_arguments)]
 fn window(
@@ -581,7 +568,7 @@ fn infer(node: &Node, ins: &[Shape], names: &[&str]) -> Result<(Shape, u64, u64)
                 w,
                 *kernel,
                 *stride,
-                pad_of(padding, *kernel, *dilation),
+                padding.pixels(*kernel, *dilation),
                 *dilation,
             )?;
             let (f, k, cg) = (u64::from(*filters), u64::from(*kernel), (c / g) as u64);
@@ -613,7 +600,7 @@ fn infer(node: &Node, ins: &[Shape], names: &[&str]) -> Result<(Shape, u64, u64)
                 w,
                 *kernel,
                 *stride,
-                pad_of(padding, *kernel, *dilation),
+                padding.pixels(*kernel, *dilation),
                 *dilation,
             )?;
             let oc = mul(node, "its channels", &[c as u64, u64::from(*multiplier)])?;
@@ -646,7 +633,7 @@ fn infer(node: &Node, ins: &[Shape], names: &[&str]) -> Result<(Shape, u64, u64)
                 w,
                 *kernel,
                 *stride,
-                pad_of(padding, *kernel, *dilation),
+                padding.pixels(*kernel, *dilation),
                 *dilation,
             )?;
             let (f, k, c) = (u64::from(*filters), u64::from(*kernel), c as u64);
@@ -689,7 +676,7 @@ fn infer(node: &Node, ins: &[Shape], names: &[&str]) -> Result<(Shape, u64, u64)
         } => {
             let (c, h, w) = needs_map(node, first)?;
             let s = stride.unwrap_or(*kernel);
-            let (oh, ow) = window(node, h, w, *kernel, s, pad_of(padding, *kernel, 1), 1)?;
+            let (oh, ow) = window(node, h, w, *kernel, s, padding.pixels(*kernel, 1), 1)?;
             (Shape::Map { c, h: oh, w: ow }, 0, 0)
         }
         Op::GlobalAvgPool => {

@@ -5,6 +5,8 @@
 //!   training recipe ([`TrainConfig`]), then the measurements of an [`Evaluation`].
 //! - [`TrainedModel`]: save and load trained weights beside their graph.
 //! - [`data`]: datasets, augmentation and batching.
+//! - [`kernels`]: lemo-train's CPU convolution, batch-norm and max-pool kernels, plugged into
+//!   burn's autodiff on the Flex backend (docs/performance.md).
 pub mod config;
 pub mod data;
 pub mod device;

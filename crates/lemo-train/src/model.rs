@@ -17,7 +17,7 @@ use burn::nn::{
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor, activation};
-use lemo_arch::{Analysis, Graph, Init, Op, Padding, PaddingMode, Shape, Source};
+use lemo_arch::{Analysis, Graph, Init, Op, Padding, Shape, Source};
 
 use crate::{TrainError, kernels};
 
@@ -132,12 +132,10 @@ fn unsupported(node: &str, reason: impl Into<String>) -> TrainError {
 }
 
 /// Zero padding per side, as lemo-arch defines it (`same` = `dilation * (kernel - 1) / 2`).
+/// Padding per side in pixels (lemo-arch's rule; the validator has checked it fits).
 fn resolve_padding(padding: Padding, kernel: usize, dilation: usize) -> usize {
-    match padding {
-        Padding::Named(PaddingMode::Same) => dilation * (kernel.saturating_sub(1)) / 2,
-        Padding::Named(PaddingMode::Valid) => 0,
-        Padding::Explicit(p) => p as usize,
-    }
+    let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    usize::try_from(padding.pixels(clamp(kernel), clamp(dilation))).unwrap_or(usize::MAX)
 }
 
 /// burn's initialiser for an IR initialiser (`None`: burn's default, PyTorch-like).

@@ -7,6 +7,7 @@
 //! implementation on small images (see docs/performance.md).
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -108,26 +109,27 @@ struct Inside {
     hi: usize,
 }
 
-/// Visits every im2col row segment of one image: `f(segment_start, Some(inside))` for rows
-/// that read inside the image, `f(segment_start, None)` for padding rows.
+/// Visits every im2col row segment of output rows `rows` of one image (the im2col matrix of
+/// that tile is `[K, rows.len() * ow]`): `f(segment_start, Some(inside))` for segments that
+/// read inside the image, `f(segment_start, None)` for padding rows.
 fn for_each_segment(
     g: &ConvGeometry,
-    oh: usize,
+    rows: Range<usize>,
     ow: usize,
     mut f: impl FnMut(usize, Option<Inside>),
 ) {
     let [kh, kw] = g.kernel;
-    let p = oh * ow;
+    let p = rows.len() * ow;
     for c in 0..g.c_in {
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = ((c * kh + ky) * kw + kx) * p;
                 let offset = (kx * g.dilation[1]) as isize - g.pad_begin[1] as isize;
                 let (lo, hi) = valid_range(offset, g.stride[1], g.w, ow);
-                for oy in 0..oh {
+                for oy in rows.clone() {
                     let iy =
                         (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.pad_begin[0] as isize;
-                    let seg = row + oy * ow;
+                    let seg = row + (oy - rows.start) * ow;
                     if iy < 0 || iy >= g.h as isize {
                         f(seg, None);
                     } else {
@@ -148,10 +150,10 @@ fn for_each_segment(
     }
 }
 
-/// im2col of one image `x[c_in, h, w]` into `col[K, P]`.
-fn im2col(g: &ConvGeometry, oh: usize, ow: usize, x: &[f32], col: &mut [f32]) {
+/// im2col of output rows `rows` of one image `x[c_in, h, w]` into `col[K, rows.len() * ow]`.
+fn im2col(g: &ConvGeometry, rows: Range<usize>, ow: usize, x: &[f32], col: &mut [f32]) {
     let sw = g.stride[1];
-    for_each_segment(g, oh, ow, |seg, inside| {
+    for_each_segment(g, rows, ow, |seg, inside| {
         let dst = &mut col[seg..seg + ow];
         let Some(Inside {
             src,
@@ -178,10 +180,11 @@ fn im2col(g: &ConvGeometry, oh: usize, ow: usize, x: &[f32], col: &mut [f32]) {
     });
 }
 
-/// col2im of one image: accumulates `col[K, P]` into `dx[c_in, h, w]` (which must be zeroed).
-fn col2im(g: &ConvGeometry, oh: usize, ow: usize, col: &[f32], dx: &mut [f32]) {
+/// col2im of output rows `rows` of one image: accumulates `col[K, rows.len() * ow]` into
+/// `dx[c_in, h, w]`.
+fn col2im(g: &ConvGeometry, rows: Range<usize>, ow: usize, col: &[f32], dx: &mut [f32]) {
     let sw = g.stride[1];
-    for_each_segment(g, oh, ow, |seg, inside| {
+    for_each_segment(g, rows, ow, |seg, inside| {
         let Some(Inside {
             src,
             offset,
@@ -207,22 +210,36 @@ fn col2im(g: &ConvGeometry, oh: usize, ow: usize, col: &[f32], dx: &mut [f32]) {
     });
 }
 
-/// Row-major `dst[m, n] (+)= lhs[m, k] x rhs[k, n]` where each operand is given by its
-/// (row stride, column stride).
+/// A read-only matrix operand: elements and (row stride, column stride).
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    strides: [usize; 2],
+}
+
+fn op(data: &[f32], strides: [usize; 2]) -> Operand<'_> {
+    Operand { data, strides }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] x rhs[k, n]`, `dst` row-major with row stride `dst_rs`.
 #[allow(clippy::too_many_arguments, unsafe_code)]
 fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
+    [m, n, k]: [usize; 3],
     dst: &mut [f32],
+    dst_rs: usize,
     accumulate: bool,
-    lhs: &[f32],
-    lhs_strides: [usize; 2],
-    rhs: &[f32],
-    rhs_strides: [usize; 2],
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
     parallel: bool,
 ) {
-    assert!(dst.len() >= m * n, "matmul: destination too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (lhs, lhs_strides, rhs, rhs_strides) = (lhs.data, lhs.strides, rhs.data, rhs.strides);
+    assert!(
+        dst_rs >= n && dst.len() > (m - 1) * dst_rs + (n - 1),
+        "matmul: destination too small"
+    );
     assert!(lhs.len() > (m.max(1) - 1) * lhs_strides[0] + (k.max(1) - 1) * lhs_strides[1]);
     assert!(rhs.len() > (k.max(1) - 1) * rhs_strides[0] + (n.max(1) - 1) * rhs_strides[1]);
     let par = if parallel {
@@ -231,7 +248,7 @@ fn matmul(
         Parallelism::None
     };
     // SAFETY: the asserts above keep every index the gemm reads or writes inside the slices
-    // (row-major dst with row stride n), and dst does not alias lhs or rhs (&mut vs &).
+    // (row-major dst with row stride dst_rs), and dst does not alias lhs or rhs (&mut vs &).
     unsafe {
         gemm::gemm(
             m,
@@ -239,7 +256,7 @@ fn matmul(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_strides[1] as isize,
@@ -270,6 +287,18 @@ fn check_lengths(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> [usize; 2] {
     out
 }
 
+/// Largest im2col tile, in elements (16 MiB of `f32`): bigger images are processed in bands
+/// of output rows so the per-thread scratch stays bounded whatever the input size.
+const MAX_TILE: usize = 4 << 20;
+
+/// Output-row bands of at most [`MAX_TILE`] im2col elements each.
+fn bands(k: usize, oh: usize, ow: usize) -> impl Iterator<Item = Range<usize>> {
+    let rows = (MAX_TILE / (k * ow).max(1)).clamp(1, oh.max(1));
+    (0..oh)
+        .step_by(rows)
+        .map(move |start| start..(start + rows).min(oh))
+}
+
 /// Forward pass: `y[n, c_out, oh, ow]` from `x[n, c_in, h, w]`, `weight[c_out, c_in, kh, kw]`
 /// and an optional `bias[c_out]`.
 ///
@@ -285,7 +314,8 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
     if out_len == 0 || g.batch == 0 {
         return y;
     }
-    let parallel_gemm = g.batch < rayon::current_num_threads();
+    let par = g.batch < rayon::current_num_threads();
+    let w = op(weight, [k, 1]);
     let image = |(img, out): (usize, &mut [f32])| {
         let x_img = &x[img * in_len..(img + 1) * in_len];
         if let Some(b) = bias {
@@ -295,32 +325,21 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
         }
         let acc = bias.is_some();
         if g.is_pointwise() {
-            matmul(
-                g.c_out,
-                p,
-                k,
-                out,
-                acc,
-                weight,
-                [k, 1],
-                x_img,
-                [p, 1],
-                parallel_gemm,
-            );
-        } else {
-            with_scratch(k * p, |col| {
-                im2col(g, oh, ow, x_img, col);
+            matmul([g.c_out, p, k], out, p, acc, w, op(x_img, [p, 1]), par);
+            return;
+        }
+        for rows in bands(k, oh, ow) {
+            let (p0, pt) = (rows.start * ow, rows.len() * ow);
+            with_scratch(k * pt, |col| {
+                im2col(g, rows, ow, x_img, col);
                 matmul(
-                    g.c_out,
+                    [g.c_out, pt, k],
+                    &mut out[p0..],
                     p,
-                    k,
-                    out,
                     acc,
-                    weight,
-                    [k, 1],
-                    col,
-                    [p, 1],
-                    parallel_gemm,
+                    w,
+                    op(col, [pt, 1]),
+                    par,
                 );
             });
         }
@@ -370,82 +389,52 @@ pub fn backward(
     }
     let threads = rayon::current_num_threads().max(1);
     let chunk = g.batch.div_ceil(threads).max(1);
-    let parallel_gemm = g.batch < threads;
+    let par = g.batch < threads;
+    // W^T [K, c_out]
+    let wt = op(weight, [1, k]);
 
     // Each worker takes a contiguous run of images, accumulates its own weight/bias gradient
     // and writes its images' input gradients; the partial weight gradients are summed after.
-    let work = |(run, dx_run): (usize, Option<&mut [f32]>)| -> (Vec<f32>, Vec<f32>) {
+    let work = |run: usize, mut dx_run: Option<&mut [f32]>| -> (Vec<f32>, Vec<f32>) {
         let mut dw = vec![0.0f32; g.c_out * k];
         let mut db = vec![0.0f32; g.c_out];
         let first = run * chunk;
         let last = (first + chunk).min(g.batch);
-        let mut dx_run = dx_run;
         for img in first..last {
             let x_img = &x[img * in_len..(img + 1) * in_len];
             let dy_img = &dy[img * out_len..(img + 1) * out_len];
             for (acc, plane) in db.iter_mut().zip(dy_img.chunks(p)) {
                 *acc += super::lane_sum(plane, plane, |v, _| v) as f32;
             }
-            let dx_img = dx_run
+            let mut dx_img = dx_run
                 .as_deref_mut()
                 .map(|d| &mut d[(img - first) * in_len..(img - first + 1) * in_len]);
             if g.is_pointwise() {
                 // dW += dy[c_out, P] x x^T[P, K]; dx = W^T[K, c_out] x dy[c_out, P]
-                matmul(
-                    g.c_out,
-                    k,
-                    p,
-                    &mut dw,
-                    true,
-                    dy_img,
-                    [p, 1],
-                    x_img,
-                    [1, p],
-                    parallel_gemm,
-                );
+                let (dyo, xt) = (op(dy_img, [p, 1]), op(x_img, [1, p]));
+                matmul([g.c_out, k, p], &mut dw, k, true, dyo, xt, par);
                 if let Some(d) = dx_img {
-                    matmul(
-                        k,
-                        p,
-                        g.c_out,
-                        d,
-                        false,
-                        weight,
-                        [1, k],
-                        dy_img,
-                        [p, 1],
-                        parallel_gemm,
-                    );
+                    matmul([k, p, g.c_out], d, p, false, wt, dyo, par);
                 }
-            } else {
-                with_scratch(k * p, |col| {
-                    im2col(g, oh, ow, x_img, col);
+                continue;
+            }
+            for rows in bands(k, oh, ow) {
+                let (p0, pt) = (rows.start * ow, rows.len() * ow);
+                let dyo = op(&dy_img[p0..], [p, 1]);
+                with_scratch(k * pt, |col| {
+                    im2col(g, rows.clone(), ow, x_img, col);
                     matmul(
-                        g.c_out,
-                        k,
-                        p,
+                        [g.c_out, k, pt],
                         &mut dw,
+                        k,
                         true,
-                        dy_img,
-                        [p, 1],
-                        col,
-                        [1, p],
-                        parallel_gemm,
+                        dyo,
+                        op(col, [1, pt]),
+                        par,
                     );
-                    if let Some(d) = dx_img {
-                        matmul(
-                            k,
-                            p,
-                            g.c_out,
-                            col,
-                            false,
-                            weight,
-                            [1, k],
-                            dy_img,
-                            [p, 1],
-                            parallel_gemm,
-                        );
-                        col2im(g, oh, ow, col, d);
+                    if let Some(d) = dx_img.as_deref_mut() {
+                        matmul([k, pt, g.c_out], col, pt, false, wt, dyo, par);
+                        col2im(g, rows, ow, col, d);
                     }
                 });
             }
@@ -458,11 +447,11 @@ pub fn backward(
         Some(d) => d
             .par_chunks_mut(chunk * in_len)
             .enumerate()
-            .map(|(run, slice)| work((run, Some(slice))))
+            .map(|(run, slice)| work(run, Some(slice)))
             .collect(),
         None => (0..runs)
             .into_par_iter()
-            .map(|run| work((run, None)))
+            .map(|run| work(run, None))
             .collect(),
     };
     let mut dw = vec![0.0f32; g.c_out * k];
@@ -636,6 +625,39 @@ mod tests {
             assert!(no_x.x.is_none());
             close(&no_x.weight, &grads.weight);
         }
+    }
+
+    /// An image whose im2col matrix exceeds [`MAX_TILE`] is processed in bands of output
+    /// rows; forward and gradients are unchanged.
+    #[test]
+    fn large_images_are_processed_in_row_bands() {
+        let g = ConvGeometry {
+            batch: 1,
+            c_in: 16,
+            h: 180,
+            w: 181,
+            c_out: 2,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad_begin: [1, 1],
+            pad_end: [1, 1],
+            dilation: [1, 1],
+        };
+        let [oh, ow] = g.output().expect("fits");
+        assert!(g.k() * oh * ow > MAX_TILE);
+        assert!(bands(g.k(), oh, ow).count() > 1);
+        assert_eq!(bands(g.k(), oh, ow).map(|r| r.len()).sum::<usize>(), oh);
+        let x = values(g.batch * g.c_in * g.h * g.w, 7);
+        let w = values(g.c_out * g.k(), 8);
+        let y = forward(&g, &x, &w, None);
+        close(&y, &naive(&g, &x, &w, None));
+        let dy = values(y.len(), 9);
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a * b) as f64).sum::<f64>();
+        let grads = backward(&g, &x, &w, &dy, true);
+        let reference = dot(&dy, &y);
+        let dx = grads.x.expect("asked for");
+        assert!((dot(&dx, &x) - reference).abs() < 1e-3 * (1.0 + reference.abs()));
+        assert!((dot(&grads.weight, &w) - reference).abs() < 1e-3 * (1.0 + reference.abs()));
     }
 
     #[test]
