@@ -303,3 +303,27 @@ fn targets_stop_the_search_early() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn wall_clock_and_energy_budgets_stop_the_search() -> TestResult {
+    // A budget smaller than one iteration: the check before iteration 2 ends the search.
+    for budget in ["wall", "energy"] {
+        let tmp = tempfile::tempdir()?;
+        let mut config = quick_config(10, tmp.path());
+        config.final_training.enabled = false;
+        match budget {
+            "wall" => config.termination.max_wall_seconds = Some(1e-9),
+            _ => config.termination.max_energy_kwh = Some(1e-12),
+        }
+        let s = discovery(config.clone(), offline(&config))
+            .discover_in(RunDir::new(tmp.path().join("run")))?;
+        assert_eq!(s.history.iterations.len(), 1, "{budget}");
+        let reason = s.history.search_finished.as_ref().map(|x| x.0.clone());
+        match (budget, reason) {
+            ("wall", Some(StopReason::WallClock { seconds })) => assert!(seconds > 0.0),
+            ("energy", Some(StopReason::Energy { kwh })) => assert!(kwh > 1e-12),
+            (b, other) => panic!("{b} budget: unexpected stop {other:?}"),
+        }
+    }
+    Ok(())
+}
