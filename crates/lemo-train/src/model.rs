@@ -90,6 +90,8 @@ struct Step {
     inputs: Vec<Slot>,
     /// L2 factor of the node's weights, if any.
     l2: Option<f64>,
+    /// The ReLU that reads this convolution's output runs inside it (deployment form only).
+    fused_relu: bool,
 }
 
 /// The execution plan of a [`GraphModel`] (not a module: skipped by burn's derive).
@@ -461,6 +463,7 @@ impl GraphModel {
                 kind,
                 inputs,
                 l2: node.l2.filter(|l2| *l2 > 0.0),
+                fused_relu: false,
             });
         }
         let plan = Plan::new(steps, input, classes);
@@ -516,6 +519,9 @@ impl GraphModel {
             (Kind::Layer(l), arg) => {
                 let layer = self.layers.get(*l).ok_or_else(|| bad("missing layer"))?;
                 match (layer, arg) {
+                    (Layer::Conv(c), Value::Map(x)) if step.fused_relu => {
+                        Value::Map(kernels::conv2d_relu(c, x))
+                    }
                     (Layer::Conv(c), Value::Map(x)) => Value::Map(kernels::conv2d(c, x)),
                     (Layer::Separable(s), Value::Map(x)) => {
                         Value::Map(kernels::conv2d(&s.pointwise, s.depthwise.forward(x)))
@@ -672,6 +678,31 @@ impl GraphModel {
             layers[p] = folded;
             steps[i].kind = Kind::Identity;
         }
+        // Fuse each ReLU into the convolution feeding it (through folded batch norms), when
+        // nothing else reads the values in between.
+        for i in 0..steps.len() {
+            let (Kind::Relu, [Slot::Node(first)]) = (&steps[i].kind, steps[i].inputs.as_slice())
+            else {
+                continue;
+            };
+            let mut j = *first;
+            let conv = loop {
+                if plan.uses.get(j) != Some(&1) {
+                    break None;
+                }
+                match (&steps[j].kind, steps[j].inputs.as_slice()) {
+                    (Kind::Identity, [Slot::Node(k)]) => j = *k,
+                    (Kind::Layer(l), _) if matches!(layers.get(*l), Some(Some(Layer::Conv(_)))) => {
+                        break Some(j);
+                    }
+                    _ => break None,
+                }
+            };
+            if let Some(j) = conv {
+                steps[j].fused_relu = true;
+                steps[i].kind = Kind::Identity;
+            }
+        }
         // Compact the layers and renumber the steps.
         let mut index = vec![usize::MAX; layers.len()];
         let mut kept = Vec::new();
@@ -694,6 +725,11 @@ impl GraphModel {
             layers: kept,
             plan: Plan::new(steps, plan.input, plan.classes),
         })
+    }
+
+    /// Number of convolutions that run their following ReLU inside them (deployment form).
+    pub fn fused_activations(&self) -> usize {
+        self.plan.steps.iter().filter(|s| s.fused_relu).count()
     }
 
     /// Number of batch norms and dropouts left (0 and 0 in a fully folded deployment form).

@@ -275,6 +275,11 @@ fn deployment_form_folds_batch_norm_and_agrees_within_1e_4() -> Result<(), Train
         assert!(norms < norms_before, "no batch norm was folded");
         if graph.name.as_deref() == Some("ref-cnn") {
             assert_eq!(norms, 0, "every ref-cnn batch norm follows a conv");
+            assert_eq!(
+                deployed.fused_activations(),
+                5,
+                "every ref-cnn ReLU follows a conv"
+            );
         }
         let device = Device::flex();
         let x = Tensor::<4>::random([5, c, h, w], Distribution::Normal(0.0, 1.0), &device);

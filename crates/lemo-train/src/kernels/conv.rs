@@ -300,12 +300,19 @@ fn bands(k: usize, oh: usize, ow: usize) -> impl Iterator<Item = Range<usize>> {
 }
 
 /// Forward pass: `y[n, c_out, oh, ow]` from `x[n, c_in, h, w]`, `weight[c_out, c_in, kh, kw]`
-/// and an optional `bias[c_out]`.
+/// and an optional `bias[c_out]`; with `relu`, `max(y, 0)` applied to each image's block right
+/// after its gemm, while it is still in cache (inference of a conv followed by ReLU).
 ///
 /// # Panics
 /// When a slice length disagrees with the geometry or the kernel does not fit (the callers
 /// check shapes first).
-pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub fn forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
     let [oh, ow] = check_lengths(g, x, weight);
     let (p, k) = (oh * ow, g.k());
     let in_len = g.c_in * g.h * g.w;
@@ -326,22 +333,20 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
         let acc = bias.is_some();
         if g.is_pointwise() {
             matmul([g.c_out, p, k], out, p, acc, w, op(x_img, [p, 1]), par);
-            return;
+        } else {
+            for rows in bands(k, oh, ow) {
+                let (p0, pt) = (rows.start * ow, rows.len() * ow);
+                with_scratch(k * pt, |col| {
+                    im2col(g, rows, ow, x_img, col);
+                    let cols = op(col, [pt, 1]);
+                    matmul([g.c_out, pt, k], &mut out[p0..], p, acc, w, cols, par);
+                });
+            }
         }
-        for rows in bands(k, oh, ow) {
-            let (p0, pt) = (rows.start * ow, rows.len() * ow);
-            with_scratch(k * pt, |col| {
-                im2col(g, rows, ow, x_img, col);
-                matmul(
-                    [g.c_out, pt, k],
-                    &mut out[p0..],
-                    p,
-                    acc,
-                    w,
-                    op(col, [pt, 1]),
-                    par,
-                );
-            });
+        if relu {
+            // NaN stays NaN (as with burn's relu), so divergence stays visible.
+            out.iter_mut()
+                .for_each(|v| *v = if v.is_nan() || *v > 0.0 { *v } else { 0.0 });
         }
     };
     y.par_chunks_mut(out_len).enumerate().for_each(image);
@@ -585,8 +590,16 @@ mod tests {
             let x = values(g.batch * g.c_in * g.h * g.w, 1);
             let w = values(g.c_out * g.k(), 2);
             let b = values(g.c_out, 3);
-            close(&forward(&g, &x, &w, Some(&b)), &naive(&g, &x, &w, Some(&b)));
-            close(&forward(&g, &x, &w, None), &naive(&g, &x, &w, None));
+            close(
+                &forward(&g, &x, &w, Some(&b), false),
+                &naive(&g, &x, &w, Some(&b)),
+            );
+            close(&forward(&g, &x, &w, None, false), &naive(&g, &x, &w, None));
+            let relu: Vec<f32> = naive(&g, &x, &w, Some(&b))
+                .iter()
+                .map(|v| v.max(0.0))
+                .collect();
+            close(&forward(&g, &x, &w, Some(&b), true), &relu);
         }
     }
 
@@ -649,7 +662,7 @@ mod tests {
         assert_eq!(bands(g.k(), oh, ow).map(|r| r.len()).sum::<usize>(), oh);
         let x = values(g.batch * g.c_in * g.h * g.w, 7);
         let w = values(g.c_out * g.k(), 8);
-        let y = forward(&g, &x, &w, None);
+        let y = forward(&g, &x, &w, None, false);
         close(&y, &naive(&g, &x, &w, None));
         let dy = values(y.len(), 9);
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a * b) as f64).sum::<f64>();

@@ -71,10 +71,11 @@ fn conv_forward(
     x: &FlexTensor,
     w: &FlexTensor,
     b: Option<&FlexTensor>,
+    relu: bool,
 ) -> FlexTensor {
     let [oh, ow] = g.output().unwrap_or([0, 0]);
     let bias = b.map(f32_elements);
-    let y = conv::forward(g, &f32_elements(x), &f32_elements(w), bias.as_deref());
+    let y = conv::forward(g, &f32_elements(x), &f32_elements(w), bias.as_deref(), relu);
     flex_tensor(y, vec![g.batch, g.c_out, oh, ow])
 }
 
@@ -163,12 +164,12 @@ fn conv_autodiff(
         {
             OpsKind::Tracked(prep) => {
                 let (x, w, b) = (FlexAd::inner(x), FlexAd::inner(w), FlexAd::inner(b));
-                let y = conv_forward(&g, &x, &w, Some(&b));
+                let y = conv_forward(&g, &x, &w, Some(&b), false);
                 prep.finish((x, w, g), y)
             }
             OpsKind::UnTracked(prep) => {
                 let (x, w, b) = (FlexAd::inner(x), FlexAd::inner(w), FlexAd::inner(b));
-                prep.finish(conv_forward(&g, &x, &w, Some(&b)))
+                prep.finish(conv_forward(&g, &x, &w, Some(&b), false))
             }
         },
         None => match ConvNoBias
@@ -178,12 +179,12 @@ fn conv_autodiff(
         {
             OpsKind::Tracked(prep) => {
                 let (x, w) = (FlexAd::inner(x), FlexAd::inner(w));
-                let y = conv_forward(&g, &x, &w, None);
+                let y = conv_forward(&g, &x, &w, None, false);
                 prep.finish((x, w, g), y)
             }
             OpsKind::UnTracked(prep) => {
                 let (x, w) = (FlexAd::inner(x), FlexAd::inner(w));
-                prep.finish(conv_forward(&g, &x, &w, None))
+                prep.finish(conv_forward(&g, &x, &w, None, false))
             }
         },
     }
@@ -249,10 +250,32 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             .map(|b| b.try_into_primitive::<Flex>())
             .transpose();
         if let (Ok(wp), Ok(bp)) = (wp, bp) {
-            return Tensor::from_primitive::<Flex>(conv_forward(&g, &xp, &wp, bp.as_ref()));
+            return Tensor::from_primitive::<Flex>(conv_forward(&g, &xp, &wp, bp.as_ref(), false));
         }
     }
     conv.forward(x)
+}
+
+/// `relu(conv.forward(x))`. For inference on Flex (no autodiff) the ReLU is applied inside the
+/// convolution's output pass, saving a pass over the activation; elsewhere it is
+/// [`conv2d`] followed by burn's `relu`.
+pub fn conv2d_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if x.dtype() == DType::F32
+        && !x.device().is_autodiff()
+        && let Some(g) = geometry(conv, x.dims())
+        && let Ok(xp) = x.clone().try_into_primitive::<Flex>()
+    {
+        let wp = conv.weight.val().try_into_primitive::<Flex>();
+        let bp = conv
+            .bias
+            .as_ref()
+            .map(|b| b.val().try_into_primitive::<Flex>())
+            .transpose();
+        if let (Ok(wp), Ok(bp)) = (wp, bp) {
+            return Tensor::from_primitive::<Flex>(conv_forward(&g, &xp, &wp, bp.as_ref(), true));
+        }
+    }
+    burn::tensor::activation::relu(conv2d(conv, x))
 }
 
 #[derive(Debug)]
@@ -531,6 +554,17 @@ mod tests {
                 );
             }
             let _ = conv.num_params();
+        }
+    }
+
+    #[test]
+    fn fused_relu_agrees_with_conv_then_relu() {
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            for conv in convs(&device) {
+                let x = Tensor::<4>::random([2, 3, 9, 8], Distribution::Normal(0.0, 1.0), &device);
+                let want = burn::tensor::activation::relu(conv.forward(x.clone()));
+                assert_close(conv2d_relu(&conv, x), want);
+            }
         }
     }
 
