@@ -19,7 +19,10 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Autodiff, AutodiffBackend, Flex};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, DispatchKindConversion, DispatchTensor, Flex,
+};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
@@ -219,6 +222,25 @@ fn geometry(conv: &Conv2d, dims: [usize; 4]) -> Option<ConvGeometry> {
     g.output().map(|_| g)
 }
 
+/// The backend-`B` primitives of a convolution's input, weight and bias, when all of them
+/// live on `B` (`None` sends the caller to burn's own path).
+#[allow(clippy::type_complexity)]
+fn conv_operands<B: Backend>(
+    conv: &Conv2d,
+    x: &Tensor<4>,
+) -> Option<(FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>)>
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    let xp = x.clone().try_into_primitive::<B>().ok()?;
+    let wp = conv.weight.val().try_into_primitive::<B>().ok()?;
+    let bp = match &conv.bias {
+        Some(b) => Some(b.val().try_into_primitive::<B>().ok()?),
+        None => None,
+    };
+    Some((xp, wp, bp))
+}
+
 /// `conv.forward(x)`, through lemo-train's convolution where it applies (dense `f32`
 /// convolution on the Flex backend, with or without autodiff), through burn's otherwise.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -228,30 +250,13 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let Some(g) = geometry(conv, x.dims()) else {
         return conv.forward(x);
     };
-    let weight = conv.weight.val();
-    let bias = conv.bias.as_ref().map(|b| b.val());
-
     // Training: an autodiff tensor on Flex.
-    if let Ok(xp) = x.clone().try_into_primitive::<FlexAd>() {
-        let wp = weight.clone().try_into_primitive::<FlexAd>();
-        let bp = bias
-            .clone()
-            .map(|b| b.try_into_primitive::<FlexAd>())
-            .transpose();
-        if let (Ok(wp), Ok(bp)) = (wp, bp) {
-            return Tensor::from_primitive::<FlexAd>(conv_autodiff(g, xp, wp, bp));
-        }
+    if let Some((xp, wp, bp)) = conv_operands::<FlexAd>(conv, &x) {
+        return Tensor::from_primitive::<FlexAd>(conv_autodiff(g, xp, wp, bp));
     }
     // Inference: a plain Flex tensor.
-    if let Ok(xp) = x.clone().try_into_primitive::<Flex>() {
-        let wp = weight.clone().try_into_primitive::<Flex>();
-        let bp = bias
-            .clone()
-            .map(|b| b.try_into_primitive::<Flex>())
-            .transpose();
-        if let (Ok(wp), Ok(bp)) = (wp, bp) {
-            return Tensor::from_primitive::<Flex>(conv_forward(&g, &xp, &wp, bp.as_ref(), false));
-        }
+    if let Some((xp, wp, bp)) = conv_operands::<Flex>(conv, &x) {
+        return Tensor::from_primitive::<Flex>(conv_forward(&g, &xp, &wp, bp.as_ref(), false));
     }
     conv.forward(x)
 }
@@ -263,17 +268,9 @@ pub fn conv2d_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if x.dtype() == DType::F32
         && !x.device().is_autodiff()
         && let Some(g) = geometry(conv, x.dims())
-        && let Ok(xp) = x.clone().try_into_primitive::<Flex>()
+        && let Some((xp, wp, bp)) = conv_operands::<Flex>(conv, &x)
     {
-        let wp = conv.weight.val().try_into_primitive::<Flex>();
-        let bp = conv
-            .bias
-            .as_ref()
-            .map(|b| b.val().try_into_primitive::<Flex>())
-            .transpose();
-        if let (Ok(wp), Ok(bp)) = (wp, bp) {
-            return Tensor::from_primitive::<Flex>(conv_forward(&g, &xp, &wp, bp.as_ref(), true));
-        }
+        return Tensor::from_primitive::<Flex>(conv_forward(&g, &xp, &wp, bp.as_ref(), true));
     }
     burn::tensor::activation::relu(conv2d(conv, x))
 }
