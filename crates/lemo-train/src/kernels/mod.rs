@@ -82,6 +82,22 @@ fn conv_forward(
     flex_tensor(y, vec![g.batch, g.c_out, oh, ow])
 }
 
+/// A float primitive of the autodiff backend on Flex.
+type AdPrimitive = FloatTensor<FlexAd>;
+
+/// Registers a prepared step's output: with its backward `state` when the graph tracks it,
+/// as a plain value otherwise (the state is then dropped).
+fn finish<S: Backward<Flex, N>, const N: usize>(
+    kind: OpsKind<S, Flex, S::State, NoCheckpointing, N>,
+    state: S::State,
+    output: FlexTensor,
+) -> AdPrimitive {
+    match kind {
+        OpsKind::Tracked(prep) => prep.finish(state, output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
 /// Parents' ids of one convolution node, `None` where no gradient is needed.
 struct Parents {
     x: Option<burn::backend::autodiff::NodeId>,
@@ -155,41 +171,29 @@ impl Backward<Flex, 2> for ConvNoBias {
 /// one graph step computing all three gradients with [`conv::backward`].
 fn conv_autodiff(
     g: ConvGeometry,
-    x: <FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive,
-    w: <FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive,
-    b: Option<<FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive>,
-) -> <FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive {
+    x: AdPrimitive,
+    w: AdPrimitive,
+    b: Option<AdPrimitive>,
+) -> AdPrimitive {
     match b {
-        Some(b) => match ConvWithBias
-            .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (x, w, b) = (FlexAd::inner(x), FlexAd::inner(w), FlexAd::inner(b));
-                let y = conv_forward(&g, &x, &w, Some(&b), false);
-                prep.finish((x, w, g), y)
-            }
-            OpsKind::UnTracked(prep) => {
-                let (x, w, b) = (FlexAd::inner(x), FlexAd::inner(w), FlexAd::inner(b));
-                prep.finish(conv_forward(&g, &x, &w, Some(&b), false))
-            }
-        },
-        None => match ConvNoBias
-            .prepare::<NoCheckpointing>([x.node(), w.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (x, w) = (FlexAd::inner(x), FlexAd::inner(w));
-                let y = conv_forward(&g, &x, &w, None, false);
-                prep.finish((x, w, g), y)
-            }
-            OpsKind::UnTracked(prep) => {
-                let (x, w) = (FlexAd::inner(x), FlexAd::inner(w));
-                prep.finish(conv_forward(&g, &x, &w, None, false))
-            }
-        },
+        Some(b) => {
+            let kind = ConvWithBias
+                .prepare::<NoCheckpointing>([x.node(), w.node(), b.node()])
+                .compute_bound()
+                .stateful();
+            let (x, w, b) = (FlexAd::inner(x), FlexAd::inner(w), FlexAd::inner(b));
+            let y = conv_forward(&g, &x, &w, Some(&b), false);
+            finish(kind, (x, w, g), y)
+        }
+        None => {
+            let kind = ConvNoBias
+                .prepare::<NoCheckpointing>([x.node(), w.node()])
+                .compute_bound()
+                .stateful();
+            let (x, w) = (FlexAd::inner(x), FlexAd::inner(w));
+            let y = conv_forward(&g, &x, &w, None, false);
+            finish(kind, (x, w, g), y)
+        }
     }
 }
 
@@ -222,8 +226,8 @@ fn geometry(conv: &Conv2d, dims: [usize; 4]) -> Option<ConvGeometry> {
     g.output().map(|_| g)
 }
 
-/// The backend-`B` primitives of a convolution's input, weight and bias, when all of them
-/// live on `B` (`None` sends the caller to burn's own path).
+/// The backend-`B` primitives of a convolution's input, weight and bias, when all of them are
+/// `f32` and live on `B` (`None` sends the caller to burn's own path).
 #[allow(clippy::type_complexity)]
 fn conv_operands<B: Backend>(
     conv: &Conv2d,
@@ -232,21 +236,29 @@ fn conv_operands<B: Backend>(
 where
     DispatchTensor: DispatchKindConversion<B>,
 {
-    let xp = x.clone().try_into_primitive::<B>().ok()?;
-    let wp = conv.weight.val().try_into_primitive::<B>().ok()?;
+    let xp = f32_primitive::<B, 4>(x.clone())?;
+    let wp = f32_primitive::<B, 4>(conv.weight.val())?;
     let bp = match &conv.bias {
-        Some(b) => Some(b.val().try_into_primitive::<B>().ok()?),
+        Some(b) => Some(f32_primitive::<B, 1>(b.val())?),
         None => None,
     };
     Some((xp, wp, bp))
 }
 
+/// The backend-`B` primitive of an `f32` tensor that lives on `B`.
+fn f32_primitive<B: Backend, const D: usize>(t: Tensor<D>) -> Option<FloatTensor<B>>
+where
+    DispatchTensor: DispatchKindConversion<B>,
+{
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    t.try_into_primitive::<B>().ok()
+}
+
 /// `conv.forward(x)`, through lemo-train's convolution where it applies (dense `f32`
 /// convolution on the Flex backend, with or without autodiff), through burn's otherwise.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if x.dtype() != DType::F32 {
-        return conv.forward(x);
-    }
     let Some(g) = geometry(conv, x.dims()) else {
         return conv.forward(x);
     };
@@ -265,8 +277,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// convolution's output pass, saving a pass over the activation; elsewhere it is
 /// [`conv2d`] followed by burn's `relu`.
 pub fn conv2d_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if x.dtype() == DType::F32
-        && !x.device().is_autodiff()
+    if !x.device().is_autodiff()
         && let Some(g) = geometry(conv, x.dims())
         && let Some((xp, wp, bp)) = conv_operands::<Flex>(conv, &x)
     {
@@ -318,8 +329,6 @@ impl Backward<Flex, 3> for BatchNormStep {
     }
 }
 
-type AdPrimitive = <FlexAd as burn::backend::BackendTypes>::FloatTensorPrimitive;
-
 /// Training-mode batch norm as one autodiff step; returns the output and the batch statistics.
 fn batch_norm_autodiff(
     shape: NormShape,
@@ -327,41 +336,29 @@ fn batch_norm_autodiff(
     epsilon: f64,
     [x, gamma, beta]: [AdPrimitive; 3],
 ) -> (AdPrimitive, Vec<f32>, Vec<f32>) {
-    let run = |x: &FlexTensor, g: &FlexTensor, b: &FlexTensor| {
-        batch_norm::forward(
-            &shape,
-            &f32_elements(x),
-            &f32_elements(g),
-            &f32_elements(b),
-            epsilon,
-        )
-    };
-    match BatchNormStep
+    let kind = BatchNormStep
         .prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()])
         .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let (x, g, b) = (FlexAd::inner(x), FlexAd::inner(gamma), FlexAd::inner(beta));
-            let f = run(&x, &g, &b);
-            let out = flex_tensor(f.output, dims.clone());
-            let state = (
-                x,
-                g,
-                f.mean.clone(),
-                f.variance.clone(),
-                epsilon,
-                shape,
-                dims,
-            );
-            (prep.finish(state, out), f.mean, f.variance)
-        }
-        OpsKind::UnTracked(prep) => {
-            let (x, g, b) = (FlexAd::inner(x), FlexAd::inner(gamma), FlexAd::inner(beta));
-            let f = run(&x, &g, &b);
-            (prep.finish(flex_tensor(f.output, dims)), f.mean, f.variance)
-        }
-    }
+        .stateful();
+    let (x, g, b) = (FlexAd::inner(x), FlexAd::inner(gamma), FlexAd::inner(beta));
+    let f = batch_norm::forward(
+        &shape,
+        &f32_elements(&x),
+        &f32_elements(&g),
+        &f32_elements(&b),
+        epsilon,
+    );
+    let out = flex_tensor(f.output, dims.clone());
+    let state = (
+        x,
+        g,
+        f.mean.clone(),
+        f.variance.clone(),
+        epsilon,
+        shape,
+        dims,
+    );
+    (finish(kind, state, out), f.mean, f.variance)
 }
 
 /// `bn.forward(x)`, through lemo-train's batch norm in training mode on Flex (statistics,
@@ -371,7 +368,7 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
     let dims = x.dims();
     let [channels] = bn.gamma.dims();
-    if !training || x.dtype() != DType::F32 || D < 2 || dims[1] != channels {
+    if !training || D < 2 || dims[1] != channels {
         return bn.forward(x);
     }
     let shape = NormShape {
@@ -381,11 +378,11 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     };
     let device = x.device();
     let prims = (
-        x.clone().try_into_primitive::<FlexAd>(),
-        bn.gamma.val().try_into_primitive::<FlexAd>(),
-        bn.beta.val().try_into_primitive::<FlexAd>(),
+        f32_primitive::<FlexAd, D>(x.clone()),
+        f32_primitive::<FlexAd, 1>(bn.gamma.val()),
+        f32_primitive::<FlexAd, 1>(bn.beta.val()),
     );
-    let (Ok(xp), Ok(gp), Ok(bp)) = prims else {
+    let (Some(xp), Some(gp), Some(bp)) = prims else {
         return bn.forward(x);
     };
     let (out, mean, variance) = batch_norm_autodiff(shape, dims.to_vec(), bn.epsilon, [xp, gp, bp]);
@@ -445,28 +442,17 @@ pub fn max_pool2d(x: Tensor<4>, kernel: usize, stride: usize, pad: usize) -> Ten
     let Some([oh, ow]) = g.output() else {
         return burn_path(x);
     };
-    if x.dtype() != DType::F32 {
-        return burn_path(x);
-    }
     let out_dims = vec![n, c, oh, ow];
-    if let Ok(xp) = x.clone().try_into_primitive::<FlexAd>() {
-        let out = match MaxPoolStep
+    if let Some(xp) = f32_primitive::<FlexAd, 4>(x.clone()) {
+        let kind = MaxPoolStep
             .prepare::<NoCheckpointing>([xp.node()])
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let f = pool::forward(&g, &f32_elements(&FlexAd::inner(xp)));
-                prep.finish((f.argmax, g, dims), flex_tensor(f.output, out_dims))
-            }
-            OpsKind::UnTracked(prep) => {
-                let f = pool::forward(&g, &f32_elements(&FlexAd::inner(xp)));
-                prep.finish(flex_tensor(f.output, out_dims))
-            }
-        };
+            .stateful();
+        let f = pool::forward(&g, &f32_elements(&FlexAd::inner(xp)));
+        let out = finish(kind, (f.argmax, g, dims), flex_tensor(f.output, out_dims));
         return Tensor::from_primitive::<FlexAd>(out);
     }
-    if let Ok(xp) = x.clone().try_into_primitive::<Flex>() {
+    if let Some(xp) = f32_primitive::<Flex, 4>(x.clone()) {
         let f = pool::forward(&g, &f32_elements(&xp));
         return Tensor::from_primitive::<Flex>(flex_tensor(f.output, out_dims));
     }
