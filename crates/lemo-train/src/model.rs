@@ -789,31 +789,26 @@ fn elementwise(
 }
 
 fn merge(kind: &Kind, args: Vec<Value>) -> Option<Value> {
-    let first_is_map = matches!(args.first()?, Value::Map(_));
-    if first_is_map {
-        let maps: Vec<Tensor<4>> = args
-            .into_iter()
-            .map(|v| match v {
-                Value::Map(x) => Some(x),
-                Value::Vector(_) => None,
-            })
-            .collect::<Option<_>>()?;
-        Some(Value::Map(match kind {
-            Kind::Add => maps.into_iter().reduce(|a, b| a + b)?,
-            _ => Tensor::cat(maps, 1),
-        }))
+    if matches!(args.first()?, Value::Map(_)) {
+        let maps = args.into_iter().map(|v| match v {
+            Value::Map(x) => Some(x),
+            Value::Vector(_) => None,
+        });
+        Some(Value::Map(combine(kind, maps.collect::<Option<_>>()?)?))
     } else {
-        let vecs: Vec<Tensor<2>> = args
-            .into_iter()
-            .map(|v| match v {
-                Value::Vector(x) => Some(x),
-                Value::Map(_) => None,
-            })
-            .collect::<Option<_>>()?;
-        Some(Value::Vector(match kind {
-            Kind::Add => vecs.into_iter().reduce(|a, b| a + b)?,
-            _ => Tensor::cat(vecs, 1),
-        }))
+        let vecs = args.into_iter().map(|v| match v {
+            Value::Vector(x) => Some(x),
+            Value::Map(_) => None,
+        });
+        Some(Value::Vector(combine(kind, vecs.collect::<Option<_>>()?)?))
+    }
+}
+
+/// Sum (`add`) or channel concatenation (`concat`) of same-kind values.
+fn combine<const D: usize>(kind: &Kind, xs: Vec<Tensor<D>>) -> Option<Tensor<D>> {
+    match kind {
+        Kind::Add => xs.into_iter().reduce(|a, b| a + b),
+        _ => Some(Tensor::cat(xs, 1)),
     }
 }
 
@@ -824,14 +819,19 @@ fn bn_affine(bn: &BatchNorm) -> (Tensor<1>, Tensor<1>) {
     (scale, shift)
 }
 
+/// The bias of a layer with batch norm folded in: `bias * scale + shift` (no bias: `shift`).
+fn fold_bias(bias: Option<&Param<Tensor<1>>>, scale: Tensor<1>, shift: Tensor<1>) -> Tensor<1> {
+    match bias {
+        Some(b) => b.val() * scale + shift,
+        None => shift,
+    }
+}
+
 fn fold_conv(conv: Conv2d, bn: &BatchNorm) -> Conv2d {
     let (scale, shift) = bn_affine(bn);
     let [out, ..] = conv.weight.dims();
     let weight = conv.weight.val() * scale.clone().reshape([out, 1, 1, 1]);
-    let bias = match &conv.bias {
-        Some(b) => b.val() * scale + shift,
-        None => shift,
-    };
+    let bias = fold_bias(conv.bias.as_ref(), scale, shift);
     Conv2d {
         weight: Param::from_tensor(weight),
         bias: Some(Param::from_tensor(bias)),
@@ -847,10 +847,7 @@ fn fold_dense(dense: Linear, bn: &BatchNorm) -> Linear {
     let (scale, shift) = bn_affine(bn);
     let [_, out] = dense.weight.dims();
     let weight = dense.weight.val() * scale.clone().reshape([1, out]);
-    let bias = match &dense.bias {
-        Some(b) => b.val() * scale + shift,
-        None => shift,
-    };
+    let bias = fold_bias(dense.bias.as_ref(), scale, shift);
     Linear {
         weight: Param::from_tensor(weight),
         bias: Some(Param::from_tensor(bias)),
