@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use lemo_nade::arch::{Limits, Task, ref_cnn};
+use lemo_nade::arch::{Limits, Task, ValidatedGraph, ref_cnn};
 use lemo_nade::train::burn::optim::{AdamConfig, GradientsParams};
 use lemo_nade::train::burn::tensor::{Device, Distribution, Int, Tensor};
 use lemo_nade::train::trainer::cross_entropy;
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20.0);
-    let device = choice.device()?;
+    let device = lemo_nade::train::BurnDevice::device(&choice)?;
     device.seed(0);
     let ad = device.clone().autodiff();
     let task = Task {
@@ -38,9 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         classes: 100,
         limits: Limits::default(),
     };
-    let graph = ref_cnn(100);
-    let analysis = graph.validate(&task)?;
-    let mut model = GraphModel::new(&graph, &analysis, task.input, task.classes, &ad)?;
+    let network = ValidatedGraph::new(ref_cnn(100), &task)?;
+    let mut model = GraphModel::new(&network, &ad)?;
     let sync = |d: &Device| d.sync().map_err(|e| TrainError::Device(format!("{e:?}")));
 
     // Training throughput, batch 128.

@@ -103,6 +103,7 @@ fn main() -> ExitCode {
     match &mut config.architect {
         ArchitectConfig::OpenAi(c) => c.temperature = temperature,
         ArchitectConfig::Gemini(c) => c.temperature = temperature,
+        ArchitectConfig::Local(c) => c.temperature = temperature,
         ArchitectConfig::Offline(_) => {}
     }
 

@@ -5,6 +5,7 @@
 
 pub use lemo;
 pub use lemo_arch as arch;
+pub use lemo_core as core;
 pub use lemo_energy as energy;
 pub use lemo_expert as expert;
 pub use lemo_llm as llm;

@@ -117,6 +117,29 @@ impl Graph {
 }
 
 /// A deterministic, platform-independent random stream (SplitMix64).
+impl Graph {
+    /// A seeded exploratory edit, for when the instructions leave a search with nothing new to
+    /// try (no rule fired, or the architect proposed a network already evaluated): the fifteen
+    /// instructions in an order drawn from `seed`, each applied in turn, and the first edit
+    /// whose network `is_new` accepts. `None` when no instruction gives a new network.
+    pub fn explore(
+        &self,
+        task: &Task,
+        seed: u64,
+        is_new: impl Fn(&Graph) -> bool,
+    ) -> Result<Option<Edit>, ArchError> {
+        let mut order = Instruction::ALL;
+        SplitMix(seed ^ 0x5EED_E7B1_0E5E_ED00).shuffle(&mut order);
+        for instruction in order {
+            let edit = self.apply(instruction, task, seed)?;
+            if edit.applied && is_new(&edit.graph) {
+                return Ok(Some(edit));
+            }
+        }
+        Ok(None)
+    }
+}
+
 struct SplitMix(u64);
 
 impl SplitMix {

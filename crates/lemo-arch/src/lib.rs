@@ -32,6 +32,7 @@ mod ir;
 mod parse;
 mod render;
 mod validate;
+mod validated;
 mod zoo;
 
 pub use edit::Edit;
@@ -44,6 +45,7 @@ pub use lemo_expert::Instruction;
 pub use parse::{MAX_ANSWER_BYTES, MAX_NODES, Parsed, parse_answer};
 pub use render::thousands;
 pub use validate::MAX_TENSOR_ELEMENTS;
+pub use validated::ValidatedGraph;
 pub use zoo::{ref_cnn, starter};
 
 /// The JSON Schema of the IR ([`Graph`]), generated from the types, for providers' structured

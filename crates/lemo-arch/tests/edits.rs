@@ -257,3 +257,31 @@ fn an_invalid_graph_is_an_error_not_an_edit() {
     let e = g.apply(Instruction::AddConvLayer, &cifar10(), 0);
     assert_eq!(e.err().map(|e| e.kind()), Some("output_mismatch"));
 }
+
+#[test]
+fn exploration_gives_a_new_valid_network_reproducibly() -> Result<(), ArchError> {
+    let task = cifar10();
+    let base = starter(&task);
+    let before = base.canonical_hash();
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..8u64 {
+        let edit = base
+            .explore(&task, seed, |g| g.canonical_hash() != before)?
+            .ok_or(ArchError::NoJson)?;
+        assert!(edit.applied);
+        assert_ne!(edit.graph.canonical_hash(), before);
+        edit.graph.validate(&task)?;
+        let again = base
+            .explore(&task, seed, |g| g.canonical_hash() != before)?
+            .ok_or(ArchError::NoJson)?;
+        assert_eq!(again.graph, edit.graph, "seed {seed} is reproducible");
+        seen.insert(edit.note.split(':').next().unwrap_or("").to_string());
+    }
+    assert!(
+        seen.len() >= 2,
+        "different seeds explore different instructions: {seen:?}"
+    );
+    // Nothing is new: no edit.
+    assert!(base.explore(&task, 1, |_| false)?.is_none());
+    Ok(())
+}

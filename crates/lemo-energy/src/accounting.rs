@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::EnergyError;
-use crate::meter::{EnergyMeter, EnergyReport};
+use crate::{EnergyMeter, EnergyReport};
 
 /// Joules in one kWh.
 const JOULES_PER_KWH: f64 = 3.6e6;
@@ -227,7 +227,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meter::{Component, ComponentEnergy, Provenance};
+    use crate::{Component, ComponentEnergy, Provenance};
 
     fn report(joules: f64, wall: Duration, provenance: Provenance) -> EnergyReport {
         EnergyReport {

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::EnergyError;
 use crate::estimate::{EstimateConfig, EstimateMeter};
-use crate::meter::{EnergyMeter, EnergyReport, EnergyWindow, Provenance};
 use crate::rapl::{RaplConfig, RaplMeter};
+use crate::{EnergyMeter, EnergyReport, EnergyWindow, Provenance};
 
 /// Which sources [`CompositeMeter::detect`] may use, and their settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,10 +8,8 @@ use sysinfo::{CpuRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, Refres
 
 use crate::EnergyError;
 use crate::integrate::PowerIntegrator;
-use crate::meter::{
-    Component, ComponentEnergy, EnergyMeter, EnergyReport, EnergyWindow, Provenance,
-};
 use crate::sampler::Sampler;
+use crate::{Component, ComponentEnergy, EnergyMeter, EnergyReport, EnergyWindow, Provenance};
 
 /// CPU power assumed per logical CPU (hardware thread) at full load when no TDP is given, in
 /// watts. Typical TDP per thread: desktop 65-125 W / 12-24 threads = 4-7 W; laptop 15-45 W /

@@ -22,13 +22,10 @@ mod accounting;
 mod composite;
 mod estimate;
 mod integrate;
-mod meter;
 #[cfg(feature = "nvml")]
 mod nvml;
 mod rapl;
 mod sampler;
-
-use std::time::Duration;
 
 pub use accounting::{
     Accounting, EnergyAccount, MIN_INFERENCE_WINDOW, PerImageEnergy, PowerDraw, measure_inference,
@@ -40,47 +37,12 @@ pub use estimate::{
     EstimateScope,
 };
 pub use integrate::PowerIntegrator;
-pub use meter::{
-    Component, ComponentEnergy, EnergyMeter, EnergyReport, EnergyWindow, NoMeter, Provenance,
+/// The meter seam lives in `lemo-core` (so a third-party meter needs no sysinfo or NVML); it is
+/// re-exported here under its old paths.
+pub use lemo_core::energy::{
+    Component, ComponentEnergy, EnergyError, EnergyMeter, EnergyReport, EnergyWindow, NoMeter,
+    Provenance,
 };
 #[cfg(feature = "nvml")]
 pub use nvml::{GpuEnergyMethod, NvmlGpu, NvmlMeter};
 pub use rapl::{RaplConfig, RaplMeter, RaplZone, WrappingCounter};
-
-/// Errors of energy measurement.
-#[derive(Debug, thiserror::Error)]
-pub enum EnergyError {
-    /// A counter or file could not be read.
-    #[error("cannot read {path}: {reason}")]
-    Unreadable {
-        /// The file or source.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// The source does not exist on this machine.
-    #[error("{source_name} is not available: {reason}")]
-    NotAvailable {
-        /// Name of the source (rapl, nvml, ...).
-        source_name: String,
-        /// Why.
-        reason: String,
-    },
-    /// An inference window was too short to give a meaningful energy per image.
-    #[error("window of {wall:?} is shorter than the {min:?} needed for a per-image figure")]
-    WindowTooShort {
-        /// How long the window was.
-        wall: Duration,
-        /// The minimum.
-        min: Duration,
-    },
-    /// A per-image figure was asked for a window that processed no image.
-    #[error("no image was processed in the window")]
-    NoImages,
-    /// A configuration value is out of range.
-    #[error("invalid energy configuration: {0}")]
-    InvalidConfig(String),
-    /// The background sampling thread could not start or failed.
-    #[error("energy sampling thread: {0}")]
-    Sampler(String),
-}

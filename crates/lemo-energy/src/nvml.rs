@@ -8,10 +8,8 @@ use nvml_wrapper::error::NvmlError;
 
 use crate::EnergyError;
 use crate::integrate::PowerIntegrator;
-use crate::meter::{
-    Component, ComponentEnergy, EnergyMeter, EnergyReport, EnergyWindow, Provenance,
-};
 use crate::sampler::Sampler;
+use crate::{Component, ComponentEnergy, EnergyMeter, EnergyReport, EnergyWindow, Provenance};
 
 /// How often power is read on GPUs without an energy counter (at most 100 ms, as asked).
 const POWER_SAMPLE_INTERVAL: Duration = Duration::from_millis(50);

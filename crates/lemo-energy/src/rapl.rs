@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::EnergyError;
-use crate::meter::{
-    Component, ComponentEnergy, EnergyMeter, EnergyReport, EnergyWindow, Provenance,
-};
 use crate::sampler::Sampler;
+use crate::{Component, ComponentEnergy, EnergyMeter, EnergyReport, EnergyWindow, Provenance};
 
 /// Where Linux exposes the powercap tree.
 pub const DEFAULT_POWERCAP_ROOT: &str = "/sys/class/powercap";

@@ -18,7 +18,7 @@ mod ruleset;
 
 pub use command::{Command, ResolvedCommand, WeightedInstruction, resolve};
 pub use instruction::{Instruction, UnknownInstruction};
-pub use rulebook::{PaperRuleBook, RuleBook};
+pub use rulebook::{Assessment, PaperRuleBook, RuleBook};
 pub use ruleset::{
     Bound, Comparison, Condition, ConditionError, Operand, PAPER_RULEBOOK_TOML, Rule,
     RuleBookError, RuleSet, Weight,

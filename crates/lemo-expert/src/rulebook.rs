@@ -5,9 +5,12 @@ use lemo_metrics::{Observed, UserMetrics};
 
 /// A rule book: turns the user's metrics and a candidate's observed metrics into a weighted
 /// instruction map (Algorithm 2's `NNGES`).
-pub trait RuleBook {
+///
+/// `Send + Sync`, like every seam the loop holds. The `lemo-testkit` crate's `check_rulebook`
+/// checks an implementation against the rules every rule book must keep.
+pub trait RuleBook: Send + Sync {
     /// A short name for logs and reports.
-    fn name(&self) -> &str;
+    fn name(&self) -> String;
 
     /// The weighted instructions (before conflict resolution).
     fn instructions(&self, user: &UserMetrics, observed: &Observed) -> Command;
@@ -22,6 +25,25 @@ pub trait RuleBook {
     fn advise(&self, user: &UserMetrics, observed: &Observed) -> ResolvedCommand {
         self.instructions(user, observed).resolve()
     }
+
+    /// Both at once, evaluating the book once: the weighted instructions and the rules that
+    /// fired. The loop calls this once per candidate; the default calls the two methods above,
+    /// so a book whose rules are costly overrides it.
+    fn assess(&self, user: &UserMetrics, observed: &Observed) -> Assessment {
+        Assessment {
+            command: self.instructions(user, observed),
+            fired: self.fired(user, observed),
+        }
+    }
+}
+
+/// One evaluation of a rule book for one candidate ([`RuleBook::assess`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Assessment {
+    /// The weighted instructions, before conflict resolution.
+    pub command: Command,
+    /// The names of the rules whose condition held, in book order.
+    pub fired: Vec<String>,
 }
 
 /// Algorithm 2 of the paper, written as code, line for line. The rule book file
@@ -142,8 +164,8 @@ impl PaperRuleBook {
 }
 
 impl RuleBook for PaperRuleBook {
-    fn name(&self) -> &str {
-        "paper"
+    fn name(&self) -> String {
+        "paper".into()
     }
 
     fn instructions(&self, user: &UserMetrics, observed: &Observed) -> Command {
@@ -156,5 +178,13 @@ impl RuleBook for PaperRuleBook {
             .into_iter()
             .map(String::from)
             .collect()
+    }
+
+    fn assess(&self, user: &UserMetrics, observed: &Observed) -> Assessment {
+        let (command, fired) = Self::evaluate(user, observed);
+        Assessment {
+            command,
+            fired: fired.into_iter().map(String::from).collect(),
+        }
     }
 }

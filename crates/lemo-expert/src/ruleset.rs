@@ -14,7 +14,7 @@
 //! Metrics: A1 A2 E1 E2 F P (Table 1; energies in kWh, F in images/s). Thresholds: TA1 TA2 TE1
 //! TE2 TF OT UT. Priorities: PA1 PA2 PE1 PE2 PF. Instructions: the fifteen codes of Table 2.
 
-use crate::{Command, Instruction, RuleBook};
+use crate::{Assessment, Command, Instruction, RuleBook};
 use lemo_metrics::{Metric, Observed, Priority, Threshold, UserMetrics};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -486,8 +486,8 @@ impl RuleSet {
 }
 
 impl RuleBook for RuleSet {
-    fn name(&self) -> &str {
-        &self.name
+    fn name(&self) -> String {
+        self.name.clone()
     }
 
     fn instructions(&self, user: &UserMetrics, observed: &Observed) -> Command {
@@ -505,5 +505,17 @@ impl RuleBook for RuleSet {
         self.firing(user, observed)
             .map(|r| r.name.clone())
             .collect()
+    }
+
+    fn assess(&self, user: &UserMetrics, observed: &Observed) -> Assessment {
+        let mut out = Assessment::default();
+        for rule in self.firing(user, observed) {
+            let w = rule.add.value(user);
+            for i in &rule.raise {
+                out.command.add(*i, w);
+            }
+            out.fired.push(rule.name.clone());
+        }
+        out
     }
 }

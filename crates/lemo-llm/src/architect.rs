@@ -3,7 +3,7 @@
 use crate::LlmError;
 use crate::chat::{AnswerSchema, BoxFuture, ChatModel, ChatRequest, Message, TokenUsage};
 use crate::prompt::{Feedback, PromptBook, TaskBrief};
-use lemo_arch::{Analysis, Graph};
+use lemo_arch::{Analysis, Graph, ValidatedGraph};
 use serde::{Deserialize, Serialize};
 
 /// Which question a proposal answers.
@@ -21,12 +21,22 @@ pub enum ProposalKind {
 /// A usable network: parsed and valid for the task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Design {
-    /// The network.
-    pub graph: Graph,
-    /// Its shapes, parameters and costs for the task.
-    pub analysis: Analysis,
+    /// The network, validated for the task (with its shapes, parameters and costs).
+    pub network: ValidatedGraph,
     /// What the reader had to repair in the answer, or what the offline architect did.
     pub notes: Vec<String>,
+}
+
+impl Design {
+    /// The network's graph.
+    pub fn graph(&self) -> &Graph {
+        self.network.graph()
+    }
+
+    /// Its shapes, parameters and costs for the task.
+    pub fn analysis(&self) -> &Analysis {
+        self.network.analysis()
+    }
 }
 
 /// Why an answer gave no usable network. The message is a repair paragraph.
@@ -151,16 +161,12 @@ pub fn read_answer(brief: &TaskBrief, raw: &str, truncated: bool) -> Result<Desi
             e.to_string()
         },
     })?;
-    let analysis = parsed
-        .graph
-        .validate(&brief.task)
-        .map_err(|e| AnswerProblem {
-            kind: e.kind().to_string(),
-            message: e.to_string(),
-        })?;
+    let network = ValidatedGraph::new(parsed.graph, &brief.task).map_err(|e| AnswerProblem {
+        kind: e.kind().to_string(),
+        message: e.to_string(),
+    })?;
     Ok(Design {
-        graph: parsed.graph,
-        analysis,
+        network,
         notes: parsed.notes,
     })
 }

@@ -6,7 +6,7 @@ use crate::LlmError;
 use crate::architect::{AnswerProblem, Architect, Design, Proposal, ProposalKind};
 use crate::chat::BoxFuture;
 use crate::prompt::{Feedback, TaskBrief, compact_json};
-use lemo_arch::Graph;
+use lemo_arch::{Graph, ValidatedGraph};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -49,12 +49,8 @@ impl OfflineArchitect {
         started: Instant,
     ) -> Proposal {
         let raw = compact_json(&graph);
-        let outcome = match graph.validate(&brief.task) {
-            Ok(analysis) => Ok(Design {
-                graph,
-                analysis,
-                notes,
-            }),
+        let outcome = match ValidatedGraph::new(graph, &brief.task) {
+            Ok(network) => Ok(Design { network, notes }),
             Err(e) => Err(AnswerProblem {
                 kind: e.kind().to_string(),
                 message: e.to_string(),
@@ -81,7 +77,23 @@ impl OfflineArchitect {
             graph = lemo_arch::starter(&brief.task);
         }
         if feedback.command.is_empty() {
-            notes.push("no instructions: network unchanged".to_string());
+            // No rule fired: every threshold is met. Keep searching with a seeded exploratory
+            // edit rather than proposing the same network again.
+            let before = graph.canonical_hash();
+            let seed = mix(brief.seed, u64::from(feedback.round), 0xE4);
+            match graph.explore(&brief.task, seed, |g| g.canonical_hash() != before) {
+                Ok(Some(edit)) => {
+                    notes.push(format!(
+                        "no instruction fired: exploratory edit, {}",
+                        edit.note
+                    ));
+                    graph = edit.graph;
+                }
+                _ => notes.push(
+                    "no instructions and no exploratory edit applies: network unchanged"
+                        .to_string(),
+                ),
+            }
         }
         for (rank, instruction) in feedback
             .command
@@ -154,19 +166,39 @@ impl Architect for OfflineArchitect {
 
     /// The offline architect's networks always validate (edits that would break the task are
     /// not made), except a starter that no budget admits; a repair gives the starter again.
+    /// A repair of a *valid* network is a novelty round (the network was evaluated before): it
+    /// answers with a seeded exploratory edit of that network.
     fn repair<'a>(
         &'a self,
         brief: &'a TaskBrief,
-        _failed: &'a Proposal,
+        failed: &'a Proposal,
         error: &'a str,
     ) -> BoxFuture<'a, Result<Proposal, LlmError>> {
         Box::pin(async move {
             let started = Instant::now();
-            let graph = lemo_arch::starter(&brief.task);
-            let notes = vec![format!(
-                "repair after `{}`: the starter network",
-                crate::error::excerpt(error, 120)
-            )];
+            let excerpt = crate::error::excerpt(error, 120);
+            let explored = failed.design().and_then(|d| {
+                let before = d.network.canonical_hash();
+                d.graph()
+                    .explore(&brief.task, mix(brief.seed, 0x4E0E, 1), |g| {
+                        g.canonical_hash() != before
+                    })
+                    .ok()
+                    .flatten()
+            });
+            let (graph, notes) = match explored {
+                Some(edit) => (
+                    edit.graph,
+                    vec![format!(
+                        "novelty round after `{excerpt}`: exploratory edit, {}",
+                        edit.note
+                    )],
+                ),
+                None => (
+                    lemo_arch::starter(&brief.task),
+                    vec![format!("repair after `{excerpt}`: the starter network")],
+                ),
+            };
             Ok(Self::proposal(
                 ProposalKind::Repair,
                 brief,

@@ -314,7 +314,8 @@ pub fn task_text(task: &Task) -> String {
     out
 }
 
-/// The observed metrics in a few lines.
+/// The observed metrics in a few lines. A test accuracy is never shown: an architect that saw
+/// it would be tuned to the test split.
 pub fn metrics_text(o: &Observed) -> String {
     let mut lines = vec![
         format!("- training accuracy (A1): {:.2}%", o.a1 * 100.0),
@@ -324,9 +325,6 @@ pub fn metrics_text(o: &Observed) -> String {
         format!("- inference speed (F): {:.0} images/s", o.fps),
         format!("- parameters (P): {}", lemo_arch::thousands(o.params)),
     ];
-    if let Some(t) = o.test_accuracy {
-        lines.push(format!("- test accuracy: {:.2}%", t * 100.0));
-    }
     if let Some(m) = o.macs {
         lines.push(format!(
             "- multiply-accumulates per image: {}",

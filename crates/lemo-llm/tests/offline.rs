@@ -32,7 +32,7 @@ fn run(seed: u64) -> Result<Vec<String>, LlmError> {
     let first = block_on(architect.propose_initial(&brief))?;
     let mut graph = first
         .design()
-        .map(|d| d.graph.clone())
+        .map(|d| d.graph().clone())
         .unwrap_or_default_graph();
     let mut hashes = vec![graph.canonical_hash()];
     for (round, c) in commands.iter().enumerate() {
@@ -44,7 +44,7 @@ fn run(seed: u64) -> Result<Vec<String>, LlmError> {
         let p = block_on(architect.propose_next(&brief, &fb))?;
         graph = p
             .design()
-            .map(|d| d.graph.clone())
+            .map(|d| d.graph().clone())
             .unwrap_or_default_graph();
         hashes.push(graph.canonical_hash());
     }
@@ -102,7 +102,7 @@ fn each_instruction_visibly_changes_the_next_network() -> TestResult {
         let proposal = block_on(architect.propose_next(&b, &fb))?;
         let design = proposal.design().ok_or("offline proposals are valid")?;
         assert_ne!(
-            design.graph.canonical_hash(),
+            design.graph().canonical_hash(),
             previous.canonical_hash(),
             "{instruction} left the network unchanged: {:?}",
             design.notes
@@ -154,7 +154,7 @@ fn default_configuration_is_offline_and_named_as_such() -> TestResult {
     let p = block_on(architect.propose_initial(&brief()))?;
     assert_eq!(p.kind, ProposalKind::Initial);
     assert_eq!(
-        p.design().map(|d| &d.graph),
+        p.design().map(|d| d.graph()),
         Some(&lemo_arch::starter(&brief().task))
     );
     let repaired = block_on(architect.repair(&brief(), &p, "some error"))?;

@@ -75,7 +75,7 @@ async fn happy_path_sends_model_temperature_instructions_and_schema() -> TestRes
     let design = proposal
         .design()
         .ok_or("the answer should be a valid network")?;
-    assert_eq!(design.graph, lemo_arch::starter(&brief().task));
+    assert_eq!(*design.graph(), lemo_arch::starter(&brief().task));
     assert_eq!(proposal.usage.map(|u| u.total()), Some(1555));
     assert_eq!(proposal.model.as_deref(), Some("gpt-4-turbo-2024-04-09"));
     assert!(proposal.architect.contains("gpt-4-turbo"));

@@ -18,8 +18,9 @@
 use crate::{EffectivenessWeights, Observed, UserMetrics};
 use serde::{Deserialize, Serialize};
 
-/// How FPS and energies are normalised for equation 1 (NF, TNE, VNE).
-pub trait Normalisation {
+/// How FPS and energies are normalised for equation 1 (NF, TNE, VNE). `Send + Sync`, like every
+/// seam the loop holds.
+pub trait Normalisation: Send + Sync {
     /// NF: normalised FPS (higher is better).
     fn fps(&self, fps: f64, user: &UserMetrics) -> f64;
     /// TNE: normalised training energy (lower is better).
@@ -88,6 +89,36 @@ impl Normalisation for LinearRatio {
     }
     fn validation_energy(&self, e2_kwh: f64, user: &UserMetrics) -> f64 {
         self.ratio(e2_kwh, user.thresholds.te2_kwh)
+    }
+}
+
+/// The normalisation a run's configuration names: one that stays fixed for the whole run, so
+/// Algorithm 1's `CM > BCM` test keeps its meaning ([`RunRange`] is therefore not offered).
+///
+/// In TOML: `normalisation = { kind = "saturating" }` (the default) or
+/// `normalisation = { kind = "linear", cap = 1.0 }`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum NormalisationChoice {
+    /// [`SaturatingRatio`]: `x / (x + threshold)`.
+    #[default]
+    Saturating,
+    /// [`LinearRatio`]: `x / threshold`, capped at `cap` when given.
+    Linear {
+        /// Upper bound of every normalised value.
+        #[serde(default)]
+        cap: Option<f64>,
+    },
+}
+
+impl NormalisationChoice {
+    /// The normalisation itself.
+    pub fn build(&self) -> Box<dyn Normalisation> {
+        match *self {
+            NormalisationChoice::Saturating => Box::new(SaturatingRatio),
+            NormalisationChoice::Linear { cap } => Box::new(LinearRatio { cap }),
+        }
     }
 }
 

@@ -20,7 +20,9 @@ mod presets;
 mod user;
 
 pub use codes::{Metric, Priority, Threshold};
-pub use effectiveness::{Effectiveness, LinearRatio, Normalisation, RunRange, SaturatingRatio};
+pub use effectiveness::{
+    Effectiveness, LinearRatio, Normalisation, NormalisationChoice, RunRange, SaturatingRatio,
+};
 pub use error::MetricsError;
 pub use observed::{JOULES_PER_KWH, Observed};
 pub use pareto::{Goal, Objective, dominates, pareto_front};

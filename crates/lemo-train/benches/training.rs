@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lemo_arch::{Limits, Task, ref_cnn};
+use lemo_arch::{Limits, Task, ValidatedGraph, ref_cnn};
 use lemo_train::trainer::cross_entropy;
 use lemo_train::{DeviceChoice, GraphModel};
 
@@ -22,7 +22,7 @@ fn device() -> Device {
         Ok("cuda") => DeviceChoice::Cuda(0),
         _ => DeviceChoice::Cpu,
     };
-    match choice.device() {
+    match lemo_train::BurnDevice::device(&choice) {
         Ok(d) => d,
         Err(e) => panic!("{e}"),
     }
@@ -34,9 +34,8 @@ fn model(device: &Device) -> GraphModel {
         classes: 100,
         limits: Limits::default(),
     };
-    let graph = ref_cnn(100);
-    let analysis = graph.validate(&task).expect("ref-cnn validates");
-    GraphModel::new(&graph, &analysis, task.input, task.classes, device).expect("builds")
+    let network = ValidatedGraph::new(ref_cnn(100), &task).expect("ref-cnn validates");
+    GraphModel::new(&network, device).expect("builds")
 }
 
 fn bench(c: &mut Criterion) {

@@ -7,25 +7,32 @@
 //! - [`data`]: datasets, augmentation and batching.
 //! - [`kernels`]: lemo-train's CPU convolution, batch-norm and max-pool kernels, plugged into
 //!   burn's autodiff on the Flex backend (docs/performance.md).
-pub mod config;
 pub mod data;
 pub mod device;
-mod error;
-pub mod evaluation;
 pub mod kernels;
 pub mod model;
-pub mod observer;
 pub mod trainer;
 
-pub use config::{AdamSettings, Budget, EarlyStopping, InferenceBench, Plateau, TrainConfig};
-pub use device::DeviceChoice;
-pub use error::TrainError;
-pub use evaluation::{EpochStats, Evaluation, InferenceReport, Status};
-pub use model::GraphModel;
-pub use observer::{NoObserver, TrainObserver};
-pub use trainer::{
-    BurnTrainer, TrainedModel, Trainer, evaluate, measure_inference, train_and_measure,
+/// The training seam's types live in `lemo-core`; these modules keep their old paths.
+pub mod config {
+    pub use lemo_core::train::config::*;
+}
+/// What training and measuring one network reports (`lemo-core`'s types).
+pub mod evaluation {
+    pub use lemo_core::train::evaluation::*;
+}
+/// Progress callbacks of a training run (`lemo-core`'s trait).
+pub mod observer {
+    pub use lemo_core::train::observer::*;
+}
+
+pub use device::{BurnDevice, DeviceChoice};
+pub use lemo_core::train::{
+    AdamSettings, Budget, EarlyStopping, EpochStats, Evaluation, InferenceBench, InferenceReport,
+    NoObserver, Plateau, Status, TrainConfig, TrainError, TrainObserver, Trainer,
 };
+pub use model::GraphModel;
+pub use trainer::{BurnTrainer, TrainedModel, evaluate, measure_inference, train_and_measure};
 
 /// The burn version this crate builds on, re-exported so users need no direct dependency.
 pub use burn;

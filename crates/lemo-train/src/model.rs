@@ -17,7 +17,7 @@ use burn::nn::{
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Device, Tensor, activation};
-use lemo_arch::{Analysis, Graph, Init, Op, Padding, Shape, Source};
+use lemo_arch::{Init, Op, Padding, Shape, Source, ValidatedGraph};
 
 use crate::{TrainError, kernels};
 
@@ -126,13 +126,6 @@ fn internal(msg: impl Into<String>) -> TrainError {
     TrainError::Device(format!("internal plan error: {}", msg.into()))
 }
 
-fn unsupported(node: &str, reason: impl Into<String>) -> TrainError {
-    TrainError::Unsupported {
-        node: node.to_string(),
-        reason: reason.into(),
-    }
-}
-
 /// Zero padding per side, as lemo-arch defines it (`same` = `dilation * (kernel - 1) / 2`).
 /// Padding per side in pixels (lemo-arch's rule; the validator has checked it fits).
 fn resolve_padding(padding: Padding, kernel: usize, dilation: usize) -> usize {
@@ -159,14 +152,6 @@ fn initializer(init: Option<Init>) -> Option<Initializer> {
             fan_out_only: false,
         },
     })
-}
-
-fn positive(node: &str, what: &str, v: u32) -> Result<usize, TrainError> {
-    if v == 0 {
-        Err(unsupported(node, format!("{what} must be at least 1")))
-    } else {
-        Ok(v as usize)
-    }
 }
 
 struct ConvSpec {
@@ -203,58 +188,33 @@ fn build_conv(spec: &ConvSpec, init: Option<Init>, device: &Device) -> Conv2d {
 fn map_channels(node: &str, shape: Shape) -> Result<usize, TrainError> {
     match shape {
         Shape::Map { c, .. } => Ok(c),
-        Shape::Vector { .. } => Err(unsupported(
-            node,
-            format!("needs a feature map, got {shape}"),
-        )),
+        Shape::Vector { .. } => Err(internal(format!("{node} needs a feature map, got {shape}"))),
     }
 }
 
 impl GraphModel {
-    /// Builds the model of a graph on a device from its validated analysis
-    /// (`graph.validate(task)`). Parameters are initialised lazily from the device's RNG: seed the
-    /// device first for reproducible weights.
-    pub fn new(
-        graph: &Graph,
-        analysis: &Analysis,
-        input: [usize; 3],
-        classes: usize,
-        device: &Device,
-    ) -> Result<Self, TrainError> {
-        if graph.nodes.is_empty() {
-            return Err(TrainError::InvalidGraph("the graph has no nodes".into()));
-        }
-        if analysis.nodes.len() != graph.nodes.len() {
-            return Err(TrainError::InvalidGraph(format!(
-                "analysis has {} nodes, graph has {}",
-                analysis.nodes.len(),
-                graph.nodes.len()
-            )));
-        }
+    /// Builds the model of a validated network on a device. Validation ([`ValidatedGraph`]) has
+    /// already checked every rule the model relies on (inputs computed before use, positive
+    /// sizes, divisible groups, ranges, dense layers on vectors), so nothing is re-checked here.
+    /// Parameters are initialised lazily from the device's RNG: seed the device first for
+    /// reproducible weights.
+    pub fn new(network: &ValidatedGraph, device: &Device) -> Result<Self, TrainError> {
+        let (graph, analysis, task) = (network.graph(), network.analysis(), network.task());
         let mut layers = Vec::new();
         let mut steps = Vec::with_capacity(graph.nodes.len());
-        for (i, (node, info)) in graph.nodes.iter().zip(&analysis.nodes).enumerate() {
+        for (node, info) in graph.nodes.iter().zip(&analysis.nodes) {
             let id = node.id.as_str();
             let mut inputs = Vec::with_capacity(info.inputs.len());
             for source in &info.inputs {
                 inputs.push(match *source {
                     Source::Input => Slot::Input,
-                    Source::Node(j) if j < i => Slot::Node(j),
-                    Source::Node(j) => {
-                        return Err(unsupported(
-                            id,
-                            format!("reads node {j}, not computed before"),
-                        ));
-                    }
+                    Source::Node(j) => Slot::Node(j),
                 });
             }
             let first = *info
                 .input_shapes
                 .first()
-                .ok_or_else(|| unsupported(id, "has no input"))?;
-            if inputs.is_empty() {
-                return Err(unsupported(id, "has no input"));
-            }
+                .ok_or_else(|| internal(format!("{id} has no input")))?;
             let mut push_layer = |layer: Layer| {
                 layers.push(layer);
                 Kind::Layer(layers.len() - 1)
@@ -270,26 +230,15 @@ impl GraphModel {
                     bias,
                 } => {
                     let in_c = map_channels(id, first)?;
-                    let kernel = positive(id, "kernel", *kernel)?;
-                    let dilation = positive(id, "dilation", *dilation)?;
-                    let groups = positive(id, "groups", *groups)?;
-                    let out_c = positive(id, "filters", *filters)?;
-                    if in_c % groups != 0 || out_c % groups != 0 {
-                        return Err(unsupported(
-                            id,
-                            format!(
-                                "groups {groups} must divide {in_c} input and {out_c} output channels"
-                            ),
-                        ));
-                    }
+                    let (kernel, dilation) = (*kernel as usize, *dilation as usize);
                     let spec = ConvSpec {
                         in_c,
-                        out_c,
+                        out_c: *filters as usize,
                         kernel,
-                        stride: positive(id, "stride", *stride)?,
+                        stride: *stride as usize,
                         pad: resolve_padding(*padding, kernel, dilation),
                         dilation,
-                        groups,
+                        groups: *groups as usize,
                         bias: *bias,
                     };
                     push_layer(Layer::Conv(build_conv(&spec, node.init, device)))
@@ -303,13 +252,12 @@ impl GraphModel {
                     bias,
                 } => {
                     let in_c = map_channels(id, first)?;
-                    let kernel = positive(id, "kernel", *kernel)?;
-                    let dilation = positive(id, "dilation", *dilation)?;
+                    let (kernel, dilation) = (*kernel as usize, *dilation as usize);
                     let spec = ConvSpec {
                         in_c,
-                        out_c: in_c * positive(id, "multiplier", *multiplier)?,
+                        out_c: in_c * *multiplier as usize,
                         kernel,
-                        stride: positive(id, "stride", *stride)?,
+                        stride: *stride as usize,
                         pad: resolve_padding(*padding, kernel, dilation),
                         dilation,
                         groups: in_c,
@@ -326,13 +274,12 @@ impl GraphModel {
                     bias,
                 } => {
                     let in_c = map_channels(id, first)?;
-                    let kernel = positive(id, "kernel", *kernel)?;
-                    let dilation = positive(id, "dilation", *dilation)?;
+                    let (kernel, dilation) = (*kernel as usize, *dilation as usize);
                     let depthwise = ConvSpec {
                         in_c,
                         out_c: in_c,
                         kernel,
-                        stride: positive(id, "stride", *stride)?,
+                        stride: *stride as usize,
                         pad: resolve_padding(*padding, kernel, dilation),
                         dilation,
                         groups: in_c,
@@ -340,7 +287,7 @@ impl GraphModel {
                     };
                     let pointwise = ConvSpec {
                         in_c,
-                        out_c: positive(id, "filters", *filters)?,
+                        out_c: *filters as usize,
                         kernel: 1,
                         stride: 1,
                         pad: 0,
@@ -354,22 +301,7 @@ impl GraphModel {
                     }))
                 }
                 Op::BatchNorm { epsilon, momentum } => {
-                    if !(epsilon.is_finite() && *epsilon > 0.0) {
-                        return Err(unsupported(
-                            id,
-                            format!("epsilon {epsilon} must be positive"),
-                        ));
-                    }
-                    if !(momentum.is_finite() && (0.0..=1.0).contains(momentum)) {
-                        return Err(unsupported(
-                            id,
-                            format!("momentum {momentum} must be in [0, 1]"),
-                        ));
-                    }
                     let features = first.channels();
-                    if features == 0 {
-                        return Err(unsupported(id, "batch norm over zero features"));
-                    }
                     push_layer(Layer::Norm(
                         BatchNormConfig::new(features)
                             .with_epsilon(*epsilon)
@@ -394,8 +326,8 @@ impl GraphModel {
                     padding,
                 } => {
                     map_channels(id, first)?;
-                    let kernel = positive(id, "kernel", *kernel)?;
-                    let stride = positive(id, "stride", stride.unwrap_or(kernel as u32))?;
+                    let kernel = *kernel as usize;
+                    let stride = stride.map_or(kernel, |s| s as usize);
                     let pad = resolve_padding(*padding, kernel, 1);
                     if matches!(node.op, Op::MaxPool { .. }) {
                         Kind::MaxPool {
@@ -417,18 +349,10 @@ impl GraphModel {
                 }
                 Op::Flatten => Kind::Flatten,
                 Op::Dense { units, bias } => {
-                    let d_in = match first {
-                        Shape::Vector { features } => features,
-                        Shape::Map { .. } => {
-                            return Err(unsupported(
-                                id,
-                                format!(
-                                    "dense needs a vector, got {first}: flatten or global_avg_pool first"
-                                ),
-                            ));
-                        }
+                    let Shape::Vector { features: d_in } = first else {
+                        return Err(internal(format!("{id}: dense on {first}")));
                     };
-                    let units = positive(id, "units", *units)?;
+                    let units = *units as usize;
                     let mut config = LinearConfig::new(d_in, units).with_bias(*bias);
                     let chosen = initializer(node.init);
                     if let Some(i) = chosen.clone() {
@@ -441,23 +365,11 @@ impl GraphModel {
                     push_layer(Layer::Dense(dense))
                 }
                 Op::Dropout { rate } => {
-                    if !(rate.is_finite() && (0.0..1.0).contains(rate)) {
-                        return Err(unsupported(
-                            id,
-                            format!("dropout rate {rate} must be in [0, 1)"),
-                        ));
-                    }
                     push_layer(Layer::Dropout(DropoutConfig::new(*rate).init()))
                 }
                 Op::Add => Kind::Add,
                 Op::Concat => Kind::Concat,
             };
-            if !matches!(kind, Kind::Add | Kind::Concat) && inputs.len() != 1 {
-                return Err(unsupported(
-                    id,
-                    format!("{} takes one input, got {}", node.op.name(), inputs.len()),
-                ));
-            }
             steps.push(Step {
                 id: node.id.clone(),
                 kind,
@@ -466,7 +378,7 @@ impl GraphModel {
                 fused_relu: false,
             });
         }
-        let plan = Plan::new(steps, input, classes);
+        let plan = Plan::new(steps, task.input, task.classes);
         Ok(Self { layers, plan })
     }
 

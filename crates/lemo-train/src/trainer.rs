@@ -9,44 +9,17 @@ use burn::module::{Module, ParamGroup};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
-use lemo_arch::{Graph, Task};
-use lemo_energy::{EnergyMeter, EnergyReport};
+use lemo_arch::{Graph, Task, ValidatedGraph};
+use lemo_energy::EnergyMeter;
 
 use crate::TrainError;
 use crate::config::{InferenceBench, TrainConfig};
 use crate::data::{Batch, Batcher, Dataset, Normalization, Splits};
-use crate::device::DeviceChoice;
+use crate::device::{BurnDevice, DeviceChoice};
 use crate::evaluation::{EpochStats, Evaluation, InferenceReport, Status};
 use crate::model::GraphModel;
 use crate::observer::TrainObserver;
-
-/// Trains a network described by an IR graph and measures it. Implement this to plug another
-/// training engine into the discovery loop.
-pub trait Trainer {
-    /// A short name for reports (`"burn-flex"`, ...).
-    fn name(&self) -> String;
-
-    /// Trains `graph` for `task` on `data` as `config` says, measuring energy with `meter` and
-    /// reporting progress to `observer`. A network that diverges is an `Ok` evaluation with
-    /// [`Status::Diverged`]; errors are for invalid graphs, data or configuration and for
-    /// failing devices.
-    fn train(
-        &mut self,
-        graph: &Graph,
-        task: &Task,
-        data: &Splits,
-        config: &TrainConfig,
-        meter: &dyn EnergyMeter,
-        observer: &mut dyn TrainObserver,
-    ) -> Result<Evaluation, TrainError>;
-
-    /// Saves the network trained last (weights beside its graph) into `dir`, if this trainer
-    /// can; `Ok(false)` means it cannot (the default).
-    fn save_last(&self, dir: &Path) -> Result<bool, TrainError> {
-        let _ = dir;
-        Ok(false)
-    }
-}
+use lemo_core::train::Trainer;
 
 /// The burn implementation of [`Trainer`]: builds a [`GraphModel`] on the configured device,
 /// trains it with Adam and measures it.
@@ -80,15 +53,14 @@ impl Trainer for BurnTrainer {
 
     fn train(
         &mut self,
-        graph: &Graph,
-        task: &Task,
+        network: &ValidatedGraph,
         data: &Splits,
         config: &TrainConfig,
         meter: &dyn EnergyMeter,
         observer: &mut dyn TrainObserver,
     ) -> Result<Evaluation, TrainError> {
         self.last = None;
-        let trained = train_and_measure(graph, task, data, config, meter, observer)?;
+        let trained = train_and_measure(network, data, config, meter, observer)?;
         let evaluation = trained
             .evaluation
             .clone()
@@ -245,10 +217,9 @@ impl Monitor {
     }
 }
 
-/// Trains and measures a graph, returning the trained network with its evaluation.
+/// Trains and measures a validated network, returning the trained network with its evaluation.
 pub fn train_and_measure(
-    graph: &Graph,
-    task: &Task,
+    network: &ValidatedGraph,
     data: &Splits,
     config: &TrainConfig,
     meter: &dyn EnergyMeter,
@@ -256,9 +227,7 @@ pub fn train_and_measure(
 ) -> Result<TrainedModel, TrainError> {
     let started = Instant::now();
     config.check()?;
-    let analysis = graph
-        .validate(task)
-        .map_err(|e| TrainError::InvalidGraph(e.to_string()))?;
+    let task = network.task();
     check_data(task, "training", &data.train)?;
     check_data(task, "validation", &data.val)?;
     if let Some(test) = &data.test {
@@ -267,7 +236,7 @@ pub fn train_and_measure(
     let device = config.device.device()?;
     device.seed(config.seed);
     let ad = device.clone().autodiff();
-    let mut model = GraphModel::new(graph, &analysis, task.input, task.classes, &ad)?;
+    let mut model = GraphModel::new(network, &ad)?;
     let params = model.trainable_params();
 
     let fraction = config.budget.data_fraction;
@@ -338,16 +307,15 @@ pub fn train_and_measure(
         let valid = model.valid();
         let (val_loss, val_accuracy) =
             evaluate(&valid, &data.val, &norm, config.eval_batch_size, &device)?;
-        let stats = EpochStats {
-            epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: hits as f64 / seen.max(1) as f64,
-            val_loss,
-            val_accuracy,
-            learning_rate: lr,
-            seconds: epoch_start.elapsed().as_secs_f64(),
-            train_images_per_second: seen as f64 / train_seconds.max(1e-9),
-        };
+        let mut stats = EpochStats::default();
+        stats.epoch = epoch;
+        stats.train_loss = loss_sum / seen.max(1) as f64;
+        stats.train_accuracy = hits as f64 / seen.max(1) as f64;
+        stats.val_loss = val_loss;
+        stats.val_accuracy = val_accuracy;
+        stats.learning_rate = lr;
+        stats.seconds = epoch_start.elapsed().as_secs_f64();
+        stats.train_images_per_second = seen as f64 / train_seconds.max(1e-9);
         observer.on_epoch_end(&stats);
         history.push(stats);
         if matches!(status, Status::WallClockBudget { .. }) {
@@ -383,23 +351,15 @@ pub fn train_and_measure(
     let train_seconds = train_start.elapsed().as_secs_f64();
 
     let trained = best.unwrap_or_else(|| model.valid());
-    let mut evaluation = Evaluation {
-        status: status.clone(),
-        backend: config.device.backend_name(),
-        history,
-        train_accuracy: 0.0,
-        train_accuracy_images: 0,
-        val_accuracy: 0.0,
-        val_loss: f64::NAN,
-        test_accuracy: None,
-        params,
-        train_energy,
-        val_energy: EnergyReport::default(),
-        inference: None,
-        train_images: train_set.len(),
-        train_seconds,
-        total_seconds: 0.0,
-    };
+    let mut evaluation = Evaluation::default();
+    evaluation.status = status.clone();
+    evaluation.backend = config.device.backend_name();
+    evaluation.history = history;
+    evaluation.val_loss = f64::NAN;
+    evaluation.params = params;
+    evaluation.train_energy = train_energy;
+    evaluation.train_images = train_set.len();
+    evaluation.train_seconds = train_seconds;
     if status.is_usable() {
         // A1: the non-augmented training set (or a stratified sample of it), dropout off.
         observer.on_phase("train accuracy");
@@ -440,8 +400,7 @@ pub fn train_and_measure(
     }
     evaluation.total_seconds = started.elapsed().as_secs_f64();
     Ok(TrainedModel {
-        graph: graph.clone(),
-        task: task.clone(),
+        network: network.clone(),
         normalization: norm,
         device: config.device,
         burn_device: device,
@@ -535,25 +494,23 @@ pub fn measure_inference(
     let mean1 = t1.iter().sum::<f64>() / t1.len().max(1) as f64;
     let mean_l = tl.iter().sum::<f64>() / tl.len().max(1) as f64;
     t1.sort_by(f64::total_cmp);
-    Ok(InferenceReport {
-        fps_batch1: 1.0 / mean1.max(1e-12),
-        latency_p50_ms: percentile(&t1, 0.5) * 1e3,
-        latency_p95_ms: percentile(&t1, 0.95) * 1e3,
-        large_batch: bench.large_batch,
-        fps_large_batch: bench.large_batch as f64 / mean_l.max(1e-12),
-        energy,
-        deployed_params: model.trainable_params(),
-    })
+    let mut report = InferenceReport::default();
+    report.fps_batch1 = 1.0 / mean1.max(1e-12);
+    report.latency_p50_ms = percentile(&t1, 0.5) * 1e3;
+    report.latency_p95_ms = percentile(&t1, 0.95) * 1e3;
+    report.large_batch = bench.large_batch;
+    report.fps_large_batch = bench.large_batch as f64 / mean_l.max(1e-12);
+    report.energy = energy;
+    report.deployed_params = model.trainable_params();
+    Ok(report)
 }
 
 /// A trained network ready to deploy or re-evaluate: its graph, task, input normalisation and
 /// weights (validation mode).
 #[derive(Debug, Clone)]
 pub struct TrainedModel {
-    /// The network's graph.
-    pub graph: Graph,
-    /// The task it was trained for.
-    pub task: Task,
+    /// The network, validated for the task it was trained for.
+    pub network: ValidatedGraph,
     /// Input normalisation of its training data (applied to every image it sees).
     pub normalization: Normalization,
     /// The backend it lives on.
@@ -594,8 +551,8 @@ impl TrainedModel {
     /// included) into `dir`, creating it.
     pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        write_json(&dir.join(GRAPH_FILE), &self.graph)?;
-        write_json(&dir.join(TASK_FILE), &self.task)?;
+        write_json(&dir.join(GRAPH_FILE), self.network.graph())?;
+        write_json(&dir.join(TASK_FILE), self.network.task())?;
         write_json(&dir.join(NORM_FILE), &self.normalization)?;
         if let Some(e) = &self.evaluation {
             write_json(&dir.join(EVAL_FILE), e)?;
@@ -618,18 +575,16 @@ impl TrainedModel {
         } else {
             None
         };
-        let analysis = graph
-            .validate(&task)
+        let network = ValidatedGraph::new(graph, &task)
             .map_err(|e| TrainError::InvalidGraph(e.to_string()))?;
         let burn_device = device.device()?;
         let weights = dir.join(WEIGHTS_FILE);
-        let model = GraphModel::new(&graph, &analysis, task.input, task.classes, &burn_device)?
+        let model = GraphModel::new(&network, &burn_device)?
             .try_load_file(&weights)
             .map_err(|e| io_err(&weights, e))?
             .valid();
         Ok(TrainedModel {
-            graph,
-            task,
+            network,
             normalization,
             device,
             burn_device,
@@ -640,7 +595,7 @@ impl TrainedModel {
 
     /// Mean loss and accuracy on `data` (normalised with the training normalisation).
     pub fn evaluate(&self, data: &Dataset, batch_size: usize) -> Result<(f64, f64), TrainError> {
-        check_data(&self.task, &data.name, data)?;
+        check_data(self.network.task(), &data.name, data)?;
         evaluate(
             &self.model,
             data,
@@ -652,7 +607,7 @@ impl TrainedModel {
 
     /// Predicted class of every image of `data`, in order.
     pub fn predict(&self, data: &Dataset, batch_size: usize) -> Result<Vec<u32>, TrainError> {
-        check_data(&self.task, &data.name, data)?;
+        check_data(self.network.task(), &data.name, data)?;
         let mut out = Vec::with_capacity(data.len());
         for batch in Batcher::new(data, batch_size, &self.normalization) {
             let (x, _) = to_tensors(batch, data.shape, &self.burn_device);

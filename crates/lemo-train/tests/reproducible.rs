@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, small_cnn, splits, task};
+use common::{config, small_cnn, splits, task, validated};
 use lemo_energy::NoMeter;
 use lemo_train::data::Augmentation;
 use lemo_train::{TrainConfig, TrainError, train_and_measure};
@@ -20,8 +20,7 @@ fn same_seed_same_run_other_seed_other_run() -> Result<(), TrainError> {
             ..config()
         };
         let t = train_and_measure(
-            &small_cnn(),
-            &task(),
+            &validated(small_cnn(), task())?,
             &splits(false),
             &config,
             &NoMeter,

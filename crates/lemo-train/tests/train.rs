@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 mod common;
 
-use common::{config, small_cnn, splits, task};
+use common::{config, small_cnn, splits, task, validated};
 use lemo_arch::{Graph, Task};
 use lemo_energy::NoMeter;
 use lemo_train::data::Augmentation;
@@ -42,8 +42,7 @@ fn learns_quadrants_and_reports_every_measurement() -> Result<(), TrainError> {
     let mut trainer: Box<dyn Trainer> = Box::new(BurnTrainer::new());
     let mut counter = Counter::default();
     let eval = trainer.train(
-        &small_cnn(),
-        &task(),
+        &validated(small_cnn(), task())?,
         &splits(true),
         &config(),
         &NoMeter,
@@ -103,8 +102,7 @@ fn plateau_reduces_the_rate_and_early_stopping_stops() -> Result<(), TrainError>
     };
     let mut trainer = BurnTrainer::new();
     let eval = trainer.train(
-        &small_cnn(),
-        &task(),
+        &validated(small_cnn(), task())?,
         &splits(false),
         &config,
         &NoMeter,
@@ -132,8 +130,7 @@ fn divergence_is_a_status_not_a_panic() -> Result<(), TrainError> {
         ..config()
     };
     let eval = trainer.train(
-        &small_cnn(),
-        &task(),
+        &validated(small_cnn(), task())?,
         &splits(false),
         &exploding,
         &NoMeter,
@@ -154,8 +151,7 @@ fn divergence_is_a_status_not_a_panic() -> Result<(), TrainError> {
         ..config()
     };
     let eval = trainer.train(
-        &small_cnn(),
-        &task(),
+        &validated(small_cnn(), task())?,
         &splits(false),
         &strict,
         &NoMeter,
@@ -183,8 +179,7 @@ fn wall_clock_budget_and_data_fraction_limit_training() -> Result<(), TrainError
     config.budget.data_fraction = 0.5;
     let mut counter = Counter::default();
     let eval = BurnTrainer::new().train(
-        &small_cnn(),
-        &task(),
+        &validated(small_cnn(), task())?,
         &splits(false),
         &config,
         &NoMeter,
@@ -208,8 +203,7 @@ fn a_trained_network_saves_loads_and_evaluates_the_same() -> Result<(), TrainErr
         ..config()
     };
     let eval = trainer.train(
-        &small_cnn(),
-        &task(),
+        &validated(small_cnn(), task())?,
         &data,
         &config,
         &NoMeter,
@@ -230,7 +224,7 @@ fn a_trained_network_saves_loads_and_evaluates_the_same() -> Result<(), TrainErr
         assert!(dir.path().join(file).exists(), "{file} missing");
     }
     let loaded = TrainedModel::load(dir.path(), DeviceChoice::Cpu)?;
-    assert_eq!(loaded.graph, small_cnn());
+    assert_eq!(loaded.network.graph(), &small_cnn());
     assert_eq!(
         loaded.evaluation.as_ref().map(|e| &e.history),
         Some(&eval.history)
@@ -271,8 +265,7 @@ fn bad_inputs_are_typed_errors() {
     let mut trainer = BurnTrainer::new();
     let run = |trainer: &mut BurnTrainer, graph: &Graph, task: &Task, config: &TrainConfig| {
         trainer.train(
-            graph,
-            task,
+            &validated(graph.clone(), task.clone())?,
             &splits(false),
             config,
             &NoMeter,
@@ -330,7 +323,12 @@ fn config_presets_round_trip_and_reject_unknown_fields() {
     assert_eq!(search.plateau.map(|p| p.patience), Some(5));
     assert_eq!(search.augmentation, Augmentation::paper());
     assert_eq!(search.validation_split, 0.1);
+    assert!(
+        !search.evaluate_test,
+        "a search never measures the test split"
+    );
     let fin = TrainConfig::paper_final();
+    assert!(fin.evaluate_test);
     assert_eq!(
         (fin.epochs, fin.batch_size, fin.learning_rate),
         (500, 1024, 0.01)

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use lemo_arch::Limits;
 use lemo_energy::{Accounting, MeterConfig};
 use lemo_llm::ArchitectConfig;
-use lemo_metrics::{PaperDataset, UserMetrics, table4_setting};
+use lemo_metrics::{NormalisationChoice, PaperDataset, UserMetrics, table4_setting};
 use lemo_train::TrainConfig;
 use lemo_train::data::DatasetSpec;
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,17 @@ pub struct RunConfig {
     pub termination: Termination,
     /// `[energy]`: meters and the kWh-PUE / CO2 accounting.
     pub energy: EnergySection,
+    /// `[effectiveness]`: how CM (equation 1) normalises FPS and energies.
+    #[serde(default)]
+    pub effectiveness: EffectivenessSection,
+}
+
+/// `[effectiveness]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EffectivenessSection {
+    /// The normalisation of FPS and energies in CM (`{ kind = "saturating" }` by default).
+    pub normalisation: NormalisationChoice,
 }
 
 /// `[run]`.
@@ -173,6 +184,10 @@ pub struct Termination {
     pub max_energy_kwh: Option<f64>,
     /// Stop once a candidate reaches every target given.
     pub targets: Targets,
+    /// Stop once a candidate meets every threshold of `[metrics]` (no rule fires), with reason
+    /// `targets_met`. Off by default: the search then keeps improving CM with exploratory
+    /// edits.
+    pub stop_when_thresholds_met: bool,
 }
 
 impl Default for Termination {
@@ -182,6 +197,7 @@ impl Default for Termination {
             max_wall_seconds: None,
             max_energy_kwh: None,
             targets: Targets::default(),
+            stop_when_thresholds_met: false,
         }
     }
 }
@@ -248,7 +264,7 @@ impl Default for EnergySection {
 }
 
 /// Names of the top-level sections.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "run",
     "data",
     "task",
@@ -259,6 +275,7 @@ const SECTIONS: [&str; 10] = [
     "final",
     "termination",
     "energy",
+    "effectiveness",
 ];
 
 impl RunConfig {
@@ -307,6 +324,8 @@ impl RunConfig {
         let final_training = final_from(take("final"))?;
         let termination: Termination = from_section("termination", take("termination"))?;
         let energy: EnergySection = from_section("energy", take("energy"))?;
+        let effectiveness: EffectivenessSection =
+            from_section("effectiveness", take("effectiveness"))?;
         let config = RunConfig {
             run,
             data,
@@ -318,6 +337,7 @@ impl RunConfig {
             final_training,
             termination,
             energy,
+            effectiveness,
         };
         config.validate()?;
         Ok(config)

@@ -13,11 +13,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use lemo_arch::Task;
+use lemo_arch::{Task, ValidatedGraph};
 use lemo_energy::{CompositeMeter, EnergyMeter, NoMeter};
 use lemo_expert::{PaperRuleBook, ResolvedCommand, RuleBook, RuleSet};
-use lemo_llm::{Architect, Feedback, Proposal, ProposalKind, TaskBrief};
-use lemo_metrics::{Effectiveness, Objective, Observed, pareto_front};
+use lemo_llm::{Architect, Design, Feedback, Proposal, ProposalKind, TaskBrief};
+use lemo_metrics::{Effectiveness, Normalisation, Objective, Observed, pareto_front};
 use lemo_train::data::{DataError, Splits};
 use lemo_train::{BurnTrainer, Evaluation, TrainObserver, Trainer};
 
@@ -136,6 +136,8 @@ const STREAM_ARCHITECT: u64 = 1;
 const STREAM_TRAIN: u64 = 2;
 /// Seed stream of the final training.
 const STREAM_FINAL: u64 = 3;
+/// Seed stream of the loop's own exploratory edits.
+const STREAM_EXPLORE: u64 = 4;
 
 /// The loaded data of a run and its summary.
 #[derive(Debug, Clone)]
@@ -211,6 +213,7 @@ pub struct Discovery {
     trainer: Box<dyn Trainer>,
     meter: Box<dyn EnergyMeter>,
     rulebook: Box<dyn RuleBook>,
+    normalisation: Box<dyn Normalisation>,
     observer: Box<dyn RunObserver>,
     data: Option<RunData>,
     stop_after: Option<usize>,
@@ -266,6 +269,7 @@ impl Discovery {
         rulebook: Box<dyn RuleBook>,
     ) -> Self {
         Self {
+            normalisation: config.effectiveness.normalisation.build(),
             config,
             architect,
             trainer,
@@ -275,6 +279,12 @@ impl Discovery {
             data: None,
             stop_after: None,
         }
+    }
+
+    /// Normalises CM's FPS and energies with `normalisation` instead of the configured one.
+    pub fn with_normalisation(mut self, normalisation: Box<dyn Normalisation>) -> Self {
+        self.normalisation = normalisation;
+        self
     }
 
     /// Reports progress to `observer`.
@@ -422,6 +432,13 @@ impl Discovery {
         mut lp: Loop,
         splits: &Splits,
     ) -> Result<RunSummary, LemoError> {
+        // The search never sees the test split: its candidates are trained and measured on the
+        // training and validation splits alone; only the final training measures the test.
+        let search = Splits {
+            train: splits.train.clone(),
+            val: splits.val.clone(),
+            test: None,
+        };
         while lp.history.search_finished.is_none() {
             if let Some(reason) = self.stop_reason(&lp.history) {
                 let best = lp.history.best_iteration();
@@ -444,7 +461,7 @@ impl Discovery {
                     finished: false,
                 });
             }
-            self.iteration(&mut lp, splits)?;
+            self.iteration(&mut lp, &search)?;
         }
         if lp.history.final_result.is_none() {
             self.final_training(&dir, &mut lp, splits)?;
@@ -485,6 +502,15 @@ impl Discovery {
                 iteration: last.iteration,
             });
         }
+        if t.stop_when_thresholds_met
+            && let Some(last) = h.iterations.last()
+            && matches!(last.outcome, IterationOutcome::Evaluated { .. })
+            && last.next_command.as_ref().is_some_and(|c| c.is_empty())
+        {
+            return Some(StopReason::TargetsMet {
+                iteration: last.iteration,
+            });
+        }
         if h.iterations.len() >= t.iterations {
             return Some(StopReason::Iterations {
                 iterations: h.iterations.len(),
@@ -508,29 +534,13 @@ impl Discovery {
         Ok(lemo_llm::block_on(f)?)
     }
 
-    /// One iteration of Algorithm 1, from the proposal to the closing event.
+    /// One iteration of Algorithm 1, from the proposal to the closing event, in four steps that
+    /// pass their results on: propose (and repair), evaluate (or reuse), advise, close.
     fn iteration(&mut self, lp: &mut Loop, splits: &Splits) -> Result<(), LemoError> {
         let started = Instant::now();
         let n = lp.history.iterations.len() + 1;
         let seed = derive_seed(self.config.run.seed, n as u64, STREAM_ARCHITECT);
-        // The previous evaluated network and the command that followed it.
-        let previous = lp
-            .history
-            .iterations
-            .iter()
-            .rev()
-            .find_map(|r| match &r.outcome {
-                IterationOutcome::Evaluated {
-                    graph, observed, ..
-                } => Some((graph.clone(), *observed)),
-                _ => None,
-            });
-        let command = lp
-            .history
-            .iterations
-            .last()
-            .and_then(|r| r.next_command.clone());
-        let command = previous.as_ref().map(|_| command.unwrap_or_default());
+        let (feedback, command) = lp.feedback(n);
         self.emit(
             lp,
             Event::IterationStarted {
@@ -539,31 +549,78 @@ impl Discovery {
                 command: command.clone(),
             },
         )?;
-
-        // Propose, then repair while the answer is unusable (no training spent on it).
         let mut brief = lp.brief.clone();
         brief.seed = seed;
-        let feedback = match (&previous, &command) {
-            (Some((graph, observed)), Some(cmd)) => Some(Feedback {
-                round: u32::try_from(n - 1).unwrap_or(u32::MAX),
-                previous: graph.clone(),
-                observed: *observed,
-                command: cmd.clone(),
-            }),
-            _ => None,
+        let (design, last, rounds) = self.propose(lp, n, &brief, feedback.as_ref())?;
+        let (outcome, next_command, kwh) = match design {
+            None => (
+                IterationOutcome::Invalid {
+                    error: last
+                        .problem()
+                        .map(|p| p.message.clone())
+                        .unwrap_or_default(),
+                    repair_rounds: rounds,
+                },
+                command,
+                0.0,
+            ),
+            Some(design) => match self.evaluate(lp, n, &design, splits)? {
+                Err(error) => (
+                    IterationOutcome::Failed {
+                        graph: design.graph().clone(),
+                        error,
+                    },
+                    command,
+                    0.0,
+                ),
+                Ok(evaluated) => {
+                    let advice = self.advise(lp, n, &evaluated.observed)?;
+                    let outcome = IterationOutcome::Evaluated {
+                        graph: design.graph().clone(),
+                        hash: evaluated.hash,
+                        reused_from: evaluated.reused_from,
+                        effectiveness: Effectiveness::with(
+                            &self.config.metrics,
+                            &evaluated.observed,
+                            self.normalisation.as_ref(),
+                        ),
+                        observed: evaluated.observed,
+                        diverged: evaluated.diverged,
+                    };
+                    (outcome, Some(advice), evaluated.kwh)
+                }
+            },
         };
-        let mut proposal: Proposal = match &feedback {
-            Some(f) => self.block_on(self.architect.propose_next(&brief, f))?,
-            None => self.block_on(self.architect.propose_initial(&brief))?,
+        self.close(lp, n, outcome, next_command, started, kwh)
+    }
+
+    /// Step 1: asks the architect (the first network, or the next from the feedback), then for
+    /// repairs while the answer is unusable, journalling every answer; no training is spent on
+    /// an unusable one. A network evaluated before gets one novelty round (the architect is
+    /// told it is network #k again, with its metrics); if the answer is then still the network
+    /// of the previous iteration, the loop makes a seeded exploratory edit itself, so no
+    /// network is evaluated in two iterations in a row. Returns the design (if any), the last
+    /// proposal and the rounds after the first answer.
+    fn propose(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        brief: &TaskBrief,
+        feedback: Option<&Feedback>,
+    ) -> Result<(Option<Design>, Proposal, usize), LemoError> {
+        let mut proposal: Proposal = match feedback {
+            Some(f) => self.block_on(self.architect.propose_next(brief, f))?,
+            None => self.block_on(self.architect.propose_initial(brief))?,
         };
         let mut round = 0usize;
-        let design = loop {
+        let mut novelty_asked = false;
+        loop {
             let outcome = match &proposal.outcome {
                 Ok(d) => AnswerOutcome::Valid {
-                    graph: d.graph.clone(),
-                    hash: d.graph.canonical_hash(),
-                    params: d.analysis.params,
-                    macs: d.analysis.macs,
+                    graph: d.graph().clone(),
+                    hash: d.network.canonical_hash(),
+                    params: d.analysis().params,
+                    macs: d.analysis().macs,
                     notes: d.notes.clone(),
                 },
                 Err(p) => AnswerOutcome::Invalid {
@@ -584,101 +641,161 @@ impl Discovery {
                     outcome,
                 },
             )?;
-            match &proposal.outcome {
-                Ok(d) => break Some(d.clone()),
-                Err(problem) => {
-                    if round >= self.config.run.max_repair_rounds {
-                        break None;
+            let error = match &proposal.outcome {
+                Ok(d) => {
+                    let seen = lp.history.evaluations_by_hash();
+                    let hash = d.network.canonical_hash();
+                    match seen.get(&hash) {
+                        Some((k, ev)) if !novelty_asked => {
+                            novelty_asked = true;
+                            novelty_message(*k, &hash, &observe(ev, d.analysis()))
+                        }
+                        Some(_) if lp.previous_hash().as_deref() == Some(hash.as_str()) => {
+                            let design = self.explore(lp, n, d, &seen)?;
+                            return Ok((Some(design), proposal, round));
+                        }
+                        _ => return Ok((Some(d.clone()), proposal, round)),
                     }
-                    round += 1;
-                    let error = problem.message.clone();
-                    proposal = self.block_on(self.architect.repair(&brief, &proposal, &error))?;
                 }
-            }
-        };
+                Err(_) if round >= self.config.run.max_repair_rounds => {
+                    return Ok((None, proposal, round));
+                }
+                Err(problem) => problem.message.clone(),
+            };
+            round += 1;
+            proposal = self.block_on(self.architect.repair(brief, &proposal, &error))?;
+        }
+    }
 
-        let mut kwh = 0.0;
-        let outcome = match design {
-            None => IterationOutcome::Invalid {
-                error: proposal
-                    .problem()
-                    .map(|p| p.message.clone())
-                    .unwrap_or_default(),
-                repair_rounds: round,
+    /// The loop's own seeded exploratory edit of a design the architect proposed again after
+    /// a novelty round (journalled as a warning); the design itself when no edit gives a
+    /// network not evaluated before.
+    fn explore(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        design: &Design,
+        seen: &std::collections::BTreeMap<String, (usize, Evaluation)>,
+    ) -> Result<Design, LemoError> {
+        let seed = derive_seed(self.config.run.seed, n as u64, STREAM_EXPLORE);
+        let edit = design
+            .graph()
+            .explore(&lp.task, seed, |g| !seen.contains_key(&g.canonical_hash()))
+            .ok()
+            .flatten();
+        let explored = edit.and_then(|e| {
+            ValidatedGraph::new(e.graph, &lp.task)
+                .ok()
+                .map(|network| (network, e.note))
+        });
+        let Some((network, note)) = explored else {
+            return Ok(design.clone());
+        };
+        self.emit(
+            lp,
+            Event::Warning {
+                message: format!(
+                    "iteration {n}: the architect proposed the previous iteration's network again \
+                     after a novelty round; the loop made an exploratory edit instead ({note})"
+                ),
             },
-            Some(design) => {
-                let hash = design.graph.canonical_hash();
-                let earlier = lp.history.evaluations_by_hash().remove(&hash);
-                let result = match earlier {
-                    Some((it, ev)) => Ok((ev, Some(it))),
-                    None => {
-                        let mut cfg = self.config.search.clone();
-                        cfg.seed = derive_seed(self.config.run.seed, n as u64, STREAM_TRAIN);
-                        let observer: &mut dyn TrainObserver = self.observer.as_mut();
-                        self.trainer
-                            .train(
-                                &design.graph,
-                                &lp.task,
-                                splits,
-                                &cfg,
-                                self.meter.as_ref(),
-                                observer,
-                            )
-                            .map(|ev| (ev, None))
-                    }
-                };
-                match result {
-                    Err(e) => IterationOutcome::Failed {
-                        graph: design.graph.clone(),
-                        error: e.to_string(),
-                    },
-                    Ok((evaluation, reused_from)) => {
-                        if reused_from.is_none() {
-                            kwh = evaluation_kwh(&evaluation);
-                        }
-                        let observed = observe(&evaluation, &design.analysis);
-                        self.emit(
-                            lp,
-                            Event::Evaluated {
-                                iteration: n,
-                                hash: hash.clone(),
-                                reused_from,
-                                evaluation: Box::new(evaluation.clone()),
-                            },
-                        )?;
-                        let user = self.config.metrics;
-                        let user = &user;
-                        let weighted = self.rulebook.instructions(user, &observed);
-                        let resolved = weighted.resolve();
-                        let fired = self.rulebook.fired(user, &observed);
-                        self.emit(
-                            lp,
-                            Event::Advised {
-                                iteration: n,
-                                fired,
-                                command: weighted,
-                                rendered: resolved.render(),
-                                resolved,
-                            },
-                        )?;
-                        IterationOutcome::Evaluated {
-                            graph: design.graph.clone(),
-                            hash,
-                            reused_from,
-                            effectiveness: Effectiveness::of(user, &observed),
-                            observed,
-                            diverged: !evaluation.status.is_usable(),
-                        }
-                    }
+        )?;
+        let mut notes = design.notes.clone();
+        notes.push(format!("exploratory edit by the loop: {note}"));
+        Ok(Design { network, notes })
+    }
+
+    /// Step 2: the design's metrics, reused from an earlier iteration with the same canonical
+    /// hash or measured by the trainer inside the energy meter; journalled as `evaluated`.
+    /// `Ok(Err(message))` is a candidate the trainer could not train (the search goes on).
+    fn evaluate(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        design: &Design,
+        splits: &Splits,
+    ) -> Result<Result<Evaluated, String>, LemoError> {
+        let hash = design.network.canonical_hash();
+        let earlier = lp.history.evaluations_by_hash().remove(&hash);
+        let (evaluation, reused_from) = match earlier {
+            Some((it, ev)) => (ev, Some(it)),
+            None => {
+                let mut cfg = self.config.search.clone();
+                cfg.seed = derive_seed(self.config.run.seed, n as u64, STREAM_TRAIN);
+                cfg.evaluate_test = false;
+                let observer: &mut dyn TrainObserver = self.observer.as_mut();
+                match self.trainer.train(
+                    &design.network,
+                    splits,
+                    &cfg,
+                    self.meter.as_ref(),
+                    observer,
+                ) {
+                    Ok(ev) => (ev, None),
+                    Err(e) => return Ok(Err(e.to_string())),
                 }
             }
         };
-
-        // The command for the next iteration: the new advice, or the previous one again.
-        let next_command: Option<ResolvedCommand> = match &outcome {
-            IterationOutcome::Evaluated { .. } => lp.history_advice(n),
-            _ => command,
+        let mut observed = observe(&evaluation, design.analysis());
+        // Whatever an earlier journal held, a search-time candidate has no test accuracy.
+        observed.test_accuracy = None;
+        let evaluated = Evaluated {
+            observed,
+            kwh: if reused_from.is_none() {
+                evaluation_kwh(&evaluation)
+            } else {
+                0.0
+            },
+            diverged: !evaluation.status.is_usable(),
+            hash: hash.clone(),
+            reused_from,
         };
+        self.emit(
+            lp,
+            Event::Evaluated {
+                iteration: n,
+                hash,
+                reused_from,
+                evaluation: Box::new(evaluation),
+            },
+        )?;
+        Ok(Ok(evaluated))
+    }
+
+    /// Step 3: the rule book, run once, turns the metrics into weighted instructions, resolved
+    /// by Algorithm 3 into the next command; journalled as `advised`.
+    fn advise(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        observed: &Observed,
+    ) -> Result<ResolvedCommand, LemoError> {
+        let assessment = self.rulebook.assess(&self.config.metrics, observed);
+        let resolved = assessment.command.resolve();
+        self.emit(
+            lp,
+            Event::Advised {
+                iteration: n,
+                fired: assessment.fired,
+                command: assessment.command,
+                rendered: resolved.render(),
+                resolved: resolved.clone(),
+            },
+        )?;
+        Ok(resolved)
+    }
+
+    /// Step 4: the best network by CM and the Pareto front, journalled with the outcome as
+    /// `iteration_finished`.
+    fn close(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        outcome: IterationOutcome,
+        next_command: Option<ResolvedCommand>,
+        started: Instant,
+        kwh: f64,
+    ) -> Result<(), LemoError> {
         let (best, front) = best_and_front(&lp.history, n, &outcome);
         self.emit(
             lp,
@@ -691,8 +808,7 @@ impl Discovery {
                 seconds: started.elapsed().as_secs_f64(),
                 kwh,
             },
-        )?;
-        Ok(())
+        )
     }
 
     fn final_training(
@@ -721,15 +837,12 @@ impl Discovery {
         };
         let best_dir = dir.best();
         std::fs::create_dir_all(&best_dir).map_err(io_err(&best_dir))?;
-        let analysis = graph
-            .validate(&lp.task)
+        let network = ValidatedGraph::new(graph.clone(), &lp.task)
             .map_err(|e| LemoError::Resume(format!("the best network no longer validates: {e}")))?;
+        let analysis = network.analysis();
         write_file(&best_dir.join("graph.json"), &graph.to_json_pretty())?;
-        write_file(
-            &best_dir.join("network.dot"),
-            &graph.to_dot(Some(&analysis)),
-        )?;
-        write_file(&best_dir.join("summary.txt"), &graph.summary(&analysis))?;
+        write_file(&best_dir.join("network.dot"), &graph.to_dot(Some(analysis)))?;
+        write_file(&best_dir.join("summary.txt"), &graph.summary(analysis))?;
 
         let (evaluation, weights_dir) = if self.config.final_training.enabled {
             self.emit(
@@ -743,14 +856,9 @@ impl Discovery {
             cfg.seed = derive_seed(self.config.run.seed, 0, STREAM_FINAL);
             cfg.evaluate_test = true;
             let observer: &mut dyn TrainObserver = self.observer.as_mut();
-            let ev = self.trainer.train(
-                &graph,
-                &lp.task,
-                splits,
-                &cfg,
-                self.meter.as_ref(),
-                observer,
-            )?;
+            let ev = self
+                .trainer
+                .train(&network, splits, &cfg, self.meter.as_ref(), observer)?;
             let weights = best_dir.join("weights");
             let saved = self.trainer.save_last(&weights)?;
             (ev, saved.then(|| "best/weights".to_string()))
@@ -760,7 +868,7 @@ impl Discovery {
                 None => return Ok(()),
             }
         };
-        let observed = observe(&evaluation, &analysis);
+        let observed = observe(&evaluation, network.analysis());
         let inference_energy = evaluation.inference.as_ref().map(|i| i.energy.clone());
         let result = FinalResult {
             iteration: best.iteration,
@@ -781,9 +889,68 @@ impl Discovery {
     }
 }
 
+/// The novelty round's message: the architect proposed a network evaluated before.
+fn novelty_message(iteration: usize, hash: &str, o: &Observed) -> String {
+    format!(
+        "this is network #{iteration} again (canonical hash {}), already trained and measured: \
+         A1 {:.2}%, A2 {:.2}%, F {:.0} images/s, P {}. Training it again would teach nothing: \
+         change it, following the instructions, into a network not tried before.",
+        hash.get(..10).unwrap_or(hash),
+        o.a1 * 100.0,
+        o.a2 * 100.0,
+        o.fps,
+        lemo_arch::thousands(o.params)
+    )
+}
+
+/// What step 2 of an iteration measured.
+struct Evaluated {
+    observed: Observed,
+    hash: String,
+    reused_from: Option<usize>,
+    diverged: bool,
+    kwh: f64,
+}
+
 impl Loop {
-    fn history_advice(&self, n: usize) -> Option<ResolvedCommand> {
-        self.history.pending_advice(n)
+    /// The canonical hash of the previous iteration's network, when it had one.
+    fn previous_hash(&self) -> Option<String> {
+        match &self.history.iterations.last()?.outcome {
+            IterationOutcome::Evaluated { hash, .. } => Some(hash.clone()),
+            _ => None,
+        }
+    }
+
+    /// The feedback for iteration `n` (the previous evaluated network, its metrics and the
+    /// command that followed) and that command; both `None` before any network was evaluated.
+    fn feedback(&self, n: usize) -> (Option<Feedback>, Option<ResolvedCommand>) {
+        let previous = self
+            .history
+            .iterations
+            .iter()
+            .rev()
+            .find_map(|r| match &r.outcome {
+                IterationOutcome::Evaluated {
+                    graph, observed, ..
+                } => Some((graph.clone(), *observed)),
+                _ => None,
+            });
+        let Some((graph, observed)) = previous else {
+            return (None, None);
+        };
+        let command = self
+            .history
+            .iterations
+            .last()
+            .and_then(|r| r.next_command.clone())
+            .unwrap_or_default();
+        let feedback = Feedback {
+            round: u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX),
+            previous: graph,
+            observed,
+            command: command.clone(),
+        };
+        (Some(feedback), Some(command))
     }
 }
 

@@ -120,6 +120,12 @@ pub enum StopReason {
         /// Which iteration.
         iteration: usize,
     },
+    /// A candidate met every threshold of the user's metrics (no rule fired) and the user asked
+    /// the search to stop then (`termination.stop_when_thresholds_met`).
+    TargetsMet {
+        /// Which iteration.
+        iteration: usize,
+    },
 }
 
 impl std::fmt::Display for StopReason {
@@ -132,6 +138,12 @@ impl std::fmt::Display for StopReason {
             StopReason::Energy { kwh } => write!(f, "energy budget spent ({kwh:.3e} kWh)"),
             StopReason::Targets { iteration } => {
                 write!(f, "iteration {iteration} met every target")
+            }
+            StopReason::TargetsMet { iteration } => {
+                write!(
+                    f,
+                    "iteration {iteration} met every threshold (no rule fired)"
+                )
             }
         }
     }

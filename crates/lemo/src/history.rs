@@ -270,20 +270,6 @@ impl RunHistory {
         }
     }
 
-    /// The resolved advice of iteration `n` while it is still open.
-    pub(crate) fn pending_advice(&self, n: usize) -> Option<ResolvedCommand> {
-        match self
-            .pending
-            .as_ref()
-            .filter(|p| p.iteration == n)?
-            .advice
-            .as_ref()?
-        {
-            Event::Advised { resolved, .. } => Some(resolved.clone()),
-            _ => None,
-        }
-    }
-
     /// The iteration record with this number.
     pub fn iteration(&self, n: usize) -> Option<&IterationRecord> {
         self.iterations.iter().find(|r| r.iteration == n)

@@ -31,5 +31,5 @@ pub use discovery::{
 };
 pub use event::{Event, IterationOutcome, StopReason};
 pub use history::{IterationRecord, RunHistory};
-pub use report::{Table3Row, render_report, write_report};
+pub use report::{Table3Row, render_report, search_verdict, write_report};
 pub use run_dir::RunDir;

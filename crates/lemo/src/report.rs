@@ -10,7 +10,7 @@ use lemo_metrics::Observed;
 
 use crate::discovery::evaluation_kwh;
 use crate::event::{Event, IterationOutcome};
-use crate::history::RunHistory;
+use crate::history::{RunHistory, RunStart};
 use crate::plot::{ScatterPoint, Series, line_chart, scatter_chart};
 use crate::run_dir::RunDir;
 
@@ -239,13 +239,31 @@ pub fn plot_files(h: &RunHistory) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The Markdown report text.
+/// The Markdown report text: one section after another, each written by its own function.
 pub fn render_report(h: &RunHistory) -> Result<String, ReportError> {
     let start = h.start.as_ref().ok_or(ReportError::NotStarted)?;
-    let c = &start.config;
-    let acc = &c.energy.accounting;
     let mut md = String::new();
     let w = &mut md;
+    overview_section(w, h, start);
+    table3_section(w, h, start);
+    if let Some(verdict) = search_verdict(h) {
+        let _ = writeln!(w, "\n{verdict}");
+    }
+    iterations_section(w, h);
+    let _ = writeln!(w, "\n## Plots\n");
+    for (name, _) in plot_files(h) {
+        let _ = writeln!(w, "![{name}](plots/{name})");
+    }
+    best_network_section(w, h, start);
+    energy_section(w, h);
+    closing_section(w, h);
+    Ok(md)
+}
+
+/// The title and the run's settings.
+fn overview_section(w: &mut String, h: &RunHistory, start: &RunStart) {
+    let c = &start.config;
+    let acc = &c.energy.accounting;
     let _ = writeln!(w, "# LeMo-NADe run report: {}\n", c.run.name);
     let status = if h.finished {
         "finished"
@@ -304,8 +322,11 @@ pub fn render_report(h: &RunHistory) -> Result<String, ReportError> {
     if h.resumes > 0 {
         let _ = writeln!(w, "| resumed | {} time(s) |", h.resumes);
     }
+}
 
-    // Table 3.
+/// The paper's Table 3 row and the final network.
+fn table3_section(w: &mut String, h: &RunHistory, start: &RunStart) {
+    let acc = &start.config.energy.accounting;
     let row = Table3Row::of(h, acc);
     let est = if row.estimated { " (estimated)" } else { "" };
     let _ = writeln!(w, "\n## Result (the paper's Table 3 columns)\n");
@@ -358,15 +379,70 @@ pub fn render_report(h: &RunHistory) -> Result<String, ReportError> {
             let _ = writeln!(w, "Weights and graph saved in `{dirname}/`.");
         }
     }
+}
 
-    // Per-iteration table.
+/// "Did the search help?": the best network against the first one (the starter or the
+/// architect's first design), both as measured by the search, or why the first one won.
+pub fn search_verdict(h: &RunHistory) -> Option<String> {
+    let evaluated: Vec<(usize, &Observed, f64)> = h
+        .iterations
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            IterationOutcome::Evaluated {
+                observed,
+                effectiveness,
+                ..
+            } => Some((r.iteration, observed, effectiveness.cm)),
+            _ => None,
+        })
+        .collect();
+    let (first, rest) = evaluated.split_first()?;
+    let best = h.best_iteration()?;
+    let (_, bo, bcm) = evaluated.iter().find(|e| e.0 == best)?;
+    if best == first.0 {
+        let runner_up = rest.iter().max_by(|a, b| a.2.total_cmp(&b.2));
+        return Some(match runner_up {
+            None => "Did the search help? Only the first network was evaluated.".into(),
+            Some((it, o, cm)) => format!(
+                "Did the search help? No: the first network (iteration {}, CM {:.4}, A2 {}, \
+                 F {:.0} img/s, {} params) stayed the best. The strongest later candidate, \
+                 iteration {it}, scored CM {cm:.4} (A2 {}, F {:.0} img/s, {} params): under \
+                 these priorities and weights its changes cost more than they gained.",
+                first.0,
+                first.2,
+                pct(first.1.a2),
+                first.1.fps,
+                lemo_arch::thousands(first.1.params),
+                pct(o.a2),
+                o.fps,
+                lemo_arch::thousands(o.params),
+            ),
+        });
+    }
+    Some(format!(
+        "Did the search help? Yes: the best network (iteration {best}) scores CM {bcm:.4} against \
+         {:.4} for the first (iteration {}); A2 {} vs {}, F {:.0} vs {:.0} img/s, {} vs {} \
+         params (search-time measurements, validation split).",
+        first.2,
+        first.0,
+        pct(bo.a2),
+        pct(first.1.a2),
+        bo.fps,
+        first.1.fps,
+        lemo_arch::thousands(bo.params),
+        lemo_arch::thousands(first.1.params),
+    ))
+}
+
+/// One row per iteration, the best marked.
+fn iterations_section(w: &mut String, h: &RunHistory) {
+    let best = h.best_iteration();
     let _ = writeln!(w, "\n## Search, iteration by iteration\n");
     let _ = writeln!(
         w,
         "| # | network | params | A1 | A2 | E1 (kWh) | E2 (kWh) | F (img/s) | CM | repairs | note | next instructions |"
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let best = h.best_iteration();
     for r in &h.iterations {
         let next = r
             .next_command
@@ -447,13 +523,11 @@ pub fn render_report(h: &RunHistory) -> Result<String, ReportError> {
             .map(|r| r.pareto_front.clone())
             .unwrap_or_default()
     );
+}
 
-    let _ = writeln!(w, "\n## Plots\n");
-    for (name, _) in plot_files(h) {
-        let _ = writeln!(w, "![{name}](plots/{name})");
-    }
-
-    // The best network.
+/// The best network: summary, drawing and IR.
+fn best_network_section(w: &mut String, h: &RunHistory, start: &RunStart) {
+    let best = h.best_iteration();
     let best_graph = h
         .final_result
         .as_ref()
@@ -486,8 +560,10 @@ pub fn render_report(h: &RunHistory) -> Result<String, ReportError> {
             g.to_json_pretty()
         );
     }
+}
 
-    // Energy sources.
+/// Where every energy figure came from.
+fn energy_section(w: &mut String, h: &RunHistory) {
     let _ = writeln!(w, "\n## Energy sources\n");
     let mut sources: BTreeMap<String, (String, bool)> = BTreeMap::new();
     for rep in energy_reports(h) {
@@ -517,7 +593,10 @@ pub fn render_report(h: &RunHistory) -> Result<String, ReportError> {
             );
         }
     }
+}
 
+/// Warnings and the answer count.
+fn closing_section(w: &mut String, h: &RunHistory) {
     if !h.warnings.is_empty() {
         let _ = writeln!(w, "\n## Warnings\n");
         for m in &h.warnings {
@@ -537,7 +616,6 @@ pub fn render_report(h: &RunHistory) -> Result<String, ReportError> {
          (from `journal.jsonl` alone).",
         answers, repairs
     );
-    Ok(md)
 }
 
 fn one_line(s: &str, max: usize) -> String {

@@ -234,7 +234,8 @@ const NET_AGAIN: &str = r#"```json
 const BROKEN: &str = r#"{"nodes":[{"id":"c","op":"conv2d","filters":8,"kernel":3},{"id":"fc","op":"dense","units":10}]}"#;
 
 #[test]
-fn duplicates_reuse_results_and_broken_answers_get_repairs() -> TestResult {
+fn duplicates_get_a_novelty_round_then_reuse_results_and_broken_answers_get_repairs() -> TestResult
+{
     let tmp = tempfile::tempdir()?;
     let mut config = quick_config(3, tmp.path());
     config.final_training.enabled = false;
@@ -243,9 +244,10 @@ fn duplicates_reuse_results_and_broken_answers_get_repairs() -> TestResult {
     let s = discovery(config, Box::new(arch)).discover_in(dir.clone())?;
     let h = &s.history;
     assert_eq!(h.iterations.len(), 3);
-    // Iteration 2: broken, repaired with the equivalent network -> reused from 1.
+    // Iteration 2: broken, repaired with the equivalent of #1, told so in a novelty round,
+    // answered #1 again: being the previous iteration's network, the loop edits it itself.
     let r2 = h.iteration(2).unwrap();
-    assert_eq!(r2.repair_rounds(), 1);
+    assert_eq!(r2.repair_rounds(), 2);
     match &r2.answers[0] {
         Event::Answer {
             outcome: AnswerOutcome::Invalid { error, .. },
@@ -253,14 +255,31 @@ fn duplicates_reuse_results_and_broken_answers_get_repairs() -> TestResult {
         } => assert!(error.contains("fc"), "error names the node: {error}"),
         other => panic!("expected an invalid answer, got {other:?}"),
     }
-    for n in [2, 3] {
-        match &h.iteration(n).unwrap().outcome {
-            IterationOutcome::Evaluated { reused_from, .. } => assert_eq!(*reused_from, Some(1)),
-            other => panic!("iteration {n}: {other:?}"),
+    match &r2.answers[2] {
+        Event::Answer { prompt, kind, .. } => {
+            assert_eq!(kind, "repair");
+            assert!(prompt.is_empty(), "the scripted architect sends no prompt");
         }
+        other => panic!("expected the novelty round's answer, got {other:?}"),
     }
-    // Only iteration 1 was trained, and no energy is counted for reused ones.
-    assert_eq!(h.iteration(2).unwrap().kwh, 0.0);
+    match &r2.outcome {
+        IterationOutcome::Evaluated { reused_from, .. } => assert_eq!(*reused_from, None),
+        other => panic!("iteration 2: {other:?}"),
+    }
+    assert!(
+        h.warnings.iter().any(|w| w.contains("exploratory edit")),
+        "{:?}",
+        h.warnings
+    );
+    // Iteration 3: #1 again after its novelty round, but not the previous network: reused,
+    // no training and no energy.
+    let r3 = h.iteration(3).unwrap();
+    assert_eq!(r3.repair_rounds(), 1);
+    match &r3.outcome {
+        IterationOutcome::Evaluated { reused_from, .. } => assert_eq!(*reused_from, Some(1)),
+        other => panic!("iteration 3: {other:?}"),
+    }
+    assert_eq!(r3.kwh, 0.0);
     Ok(())
 }
 

@@ -5,8 +5,9 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 
-use super::augment::{Augmentation, Warp};
+use super::augment::Warp;
 use super::{Dataset, Normalization};
+use lemo_core::data::Augmentation;
 
 /// One batch, ready for a tensor of shape `[size, C, H, W]`.
 #[derive(Debug, Clone, PartialEq)]

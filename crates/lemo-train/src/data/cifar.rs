@@ -100,7 +100,13 @@ fn load_files(
         let bytes = read_file(f)?;
         parse_records(f, &bytes, limits, pick, &mut images, &mut labels)?;
     }
-    Dataset::new(name, [3, 32, 32], class_names.to_vec(), images, labels)
+    Ok(Dataset::new(
+        name,
+        [3, 32, 32],
+        class_names.to_vec(),
+        images,
+        labels,
+    )?)
 }
 
 /// Load CIFAR-10 from `dir` (the `cifar-10-batches-bin` folder, or the folder holding it):

@@ -76,7 +76,13 @@ pub fn parse_digits_csv(bytes: &[u8], path: &Path) -> Result<Dataset, DataError>
     if labels.is_empty() {
         return Err(DataError::invalid(path, "no rows"));
     }
-    Dataset::new("digits", [1, 8, 8], numbered_names(10), images, labels)
+    Ok(Dataset::new(
+        "digits",
+        [1, 8, 8],
+        numbered_names(10),
+        images,
+        labels,
+    )?)
 }
 
 /// Load the digits from `path`, or the embedded copy when `None`.

@@ -52,6 +52,9 @@ pub enum DataError {
         /// What is wrong.
         what: String,
     },
+    /// The images and labels do not form a dataset (`lemo-core`'s check).
+    #[error(transparent)]
+    Dataset(#[from] lemo_core::data::DatasetError),
     /// A request to build or use a dataset was wrong (bad fraction, batch size 0, ...).
     #[error("invalid argument: {0}")]
     Argument(String),

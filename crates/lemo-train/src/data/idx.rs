@@ -126,13 +126,13 @@ pub fn load_idx_pair(
             format!("label {} is not below {classes}", lab.data[i]),
         ));
     }
-    Dataset::new(
+    Ok(Dataset::new(
         name,
         [1, h, w],
         numbered_names(classes),
         img.data,
         lab.data.into_iter().map(u32::from).collect(),
-    )
+    )?)
 }
 
 /// `dir/<stem>` with `-idx` or `.idx` spelling, gzipped or not, if one exists.

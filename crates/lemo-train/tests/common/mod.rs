@@ -1,9 +1,14 @@
 //! Helpers shared by the training tests: small synthetic data and a small CNN.
 #![allow(dead_code)]
 
-use lemo_arch::{Graph, Limits, Node, Op, Task};
+use lemo_arch::{Graph, Limits, Node, Op, Task, ValidatedGraph};
 use lemo_train::data::{Augmentation, Dataset, Splits};
-use lemo_train::{InferenceBench, TrainConfig};
+use lemo_train::{InferenceBench, TrainConfig, TrainError};
+
+/// `graph` validated for `task` (an invalid one is the trainer's `InvalidGraph` error).
+pub fn validated(graph: Graph, task: Task) -> Result<ValidatedGraph, TrainError> {
+    ValidatedGraph::new(graph, &task).map_err(|e| TrainError::InvalidGraph(e.to_string()))
+}
 
 /// `n` 1x8x8 images of 4 classes: class k has a bright quadrant k over faint noise.
 pub fn quadrants(name: &str, n: usize, seed: u64) -> Dataset {
@@ -77,6 +82,7 @@ pub fn config() -> TrainConfig {
             max_seconds: 1.0,
             warmup: 1,
         }),
+        evaluate_test: true,
         ..TrainConfig::paper_search()
     }
 }

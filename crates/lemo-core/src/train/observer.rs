@@ -1,6 +1,6 @@
 //! Progress callbacks of a training run (progress bars, logs).
 
-use crate::evaluation::EpochStats;
+use super::EpochStats;
 
 /// Receives progress while a network trains. Every method has a no-op default.
 pub trait TrainObserver {

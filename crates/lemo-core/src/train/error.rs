@@ -1,7 +1,8 @@
 //! Errors of building, training, measuring, saving and loading a network.
 
-/// Everything that can go wrong in lemo-train outside the data loaders.
+/// Everything that can go wrong training or measuring a network, outside the data loaders.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrainError {
     /// The graph does not validate for the task (the architect's error, with lemo-arch's message).
     #[error("invalid network: {0}")]
@@ -33,7 +34,7 @@ pub enum TrainError {
     Device(String),
     /// An energy meter failed.
     #[error("energy meter: {0}")]
-    Energy(#[from] lemo_energy::EnergyError),
+    Energy(#[from] crate::energy::EnergyError),
     /// Reading or writing saved weights failed.
     #[error("{path}: {reason}")]
     Io {

@@ -1,13 +1,15 @@
 //! What training and measuring one network reports.
 
-use lemo_energy::EnergyReport;
+use crate::energy::EnergyReport;
 use serde::{Deserialize, Serialize};
 
 /// How a training run ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
+#[non_exhaustive]
 pub enum Status {
     /// All configured epochs ran.
+    #[default]
     Completed,
     /// Early stopping ended training after this epoch (0-based).
     EarlyStopped {
@@ -41,7 +43,10 @@ impl Status {
 }
 
 /// One epoch of training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `#[non_exhaustive]`: build one with `EpochStats::default()` and set its fields.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EpochStats {
     /// Epoch index (0-based).
     pub epoch: usize,
@@ -63,7 +68,10 @@ pub struct EpochStats {
 
 /// Inference speed of the deployment form (batch norm folded, dropout removed), each timing
 /// taken with the device synchronised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `#[non_exhaustive]`: build one with `InferenceReport::default()` and set its fields.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct InferenceReport {
     /// Images per second at batch 1 (1 / mean latency).
     pub fps_batch1: f64,
@@ -83,7 +91,10 @@ pub struct InferenceReport {
 
 /// Everything measured about one trained network: what the expert system needs (A1, A2, P, F,
 /// E1, E2) and the history behind it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `#[non_exhaustive]`: a trainer builds one with `Evaluation::default()` and sets its fields.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Evaluation {
     /// How training ended.
     pub status: Status,

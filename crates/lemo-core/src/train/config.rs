@@ -3,9 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
+use super::{DeviceChoice, TrainError};
 use crate::data::Augmentation;
-use crate::device::DeviceChoice;
 
 /// How a network is trained and measured. Serialised with serde (TOML or JSON); every field has
 /// a default, so a config file only names what it changes.
@@ -43,7 +42,8 @@ pub struct TrainConfig {
     /// A1 (training accuracy) is measured on the non-augmented training set, or on a seeded
     /// stratified sample of this many images of it (`None`: the whole set).
     pub train_accuracy_sample: Option<usize>,
-    /// Measure the test accuracy when the data has a test split.
+    /// Measure the test accuracy when the data has a test split (off during a search, which
+    /// never looks at the test split; on for the final training).
     pub evaluate_test: bool,
     /// Inference speed measurement on the deployment form (`None`: skip).
     pub inference: Option<InferenceBench>,
@@ -193,7 +193,7 @@ impl TrainConfig {
             seed: 0,
             divergence_loss: 1e4,
             train_accuracy_sample: Some(10_000),
-            evaluate_test: true,
+            evaluate_test: false,
             inference: Some(InferenceBench::default()),
             device: DeviceChoice::Cpu,
         }
@@ -211,6 +211,7 @@ impl TrainConfig {
                 ..Plateau::default()
             }),
             early_stopping: Some(EarlyStopping::default()),
+            evaluate_test: true,
             ..Self::paper_search()
         }
     }

@@ -1,9 +1,46 @@
-//! The meter trait and what a measurement window reports.
+//! The energy seam: the meter trait, its window, what a window reports, and its error.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::EnergyError;
+/// Errors of energy measurement.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnergyError {
+    /// A counter or file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Unreadable {
+        /// The file or source.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The source does not exist on this machine.
+    #[error("{source_name} is not available: {reason}")]
+    NotAvailable {
+        /// Name of the source (rapl, nvml, ...).
+        source_name: String,
+        /// Why.
+        reason: String,
+    },
+    /// An inference window was too short to give a meaningful energy per image.
+    #[error("window of {wall:?} is shorter than the {min:?} needed for a per-image figure")]
+    WindowTooShort {
+        /// How long the window was.
+        wall: Duration,
+        /// The minimum.
+        min: Duration,
+    },
+    /// A per-image figure was asked for a window that processed no image.
+    #[error("no image was processed in the window")]
+    NoImages,
+    /// A configuration value is out of range.
+    #[error("invalid energy configuration: {0}")]
+    InvalidConfig(String),
+    /// The background sampling thread could not start or failed.
+    #[error("energy sampling thread: {0}")]
+    Sampler(String),
+}
 
 /// A part of the machine whose energy is reported separately.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
