@@ -3,6 +3,8 @@
 //!
 //! | seam | trait | implemented by |
 //! |---|---|---|
+//! | LLM | [`ChatModel`] | `lemo-llm` (OpenAI-compatible, Gemini, local GGUF) |
+//! | architect | [`Architect`] | `lemo-llm` (over any chat model, or offline) |
 //! | training | [`Trainer`] (+ [`TrainObserver`]) | `lemo-train` (burn) |
 //! | energy | [`EnergyMeter`] (+ [`EnergyWindow`]) | `lemo-energy` (RAPL, NVML, estimates) |
 //! | rules | [`RuleBook`] | `lemo-expert` (the paper's, TOML rule sets) |
@@ -21,6 +23,7 @@ pub use lemo_metrics as metrics;
 
 pub mod data;
 pub mod energy;
+pub mod llm;
 pub mod train;
 
 pub use data::{Augmentation, Dataset, DatasetError, Normalization, Splits};
@@ -30,6 +33,10 @@ pub use energy::{
 };
 pub use lemo_expert::RuleBook;
 pub use lemo_metrics::Normalisation;
+pub use llm::{
+    AnswerProblem, Architect, BoxFuture, ChatModel, ChatRequest, ChatResponse, Design, Feedback,
+    LlmError, Message, Proposal, ProposalKind, TaskBrief,
+};
 pub use train::{
     DeviceChoice, EpochStats, Evaluation, InferenceReport, NoObserver, Status, TrainConfig,
     TrainError, TrainObserver, Trainer,

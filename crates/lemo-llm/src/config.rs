@@ -1,11 +1,13 @@
 //! [`ArchitectConfig`]: which architect a run uses, chosen by configuration.
 
 use crate::LlmError;
-use crate::architect::{Architect, LlmArchitect};
+use crate::architect::LlmArchitect;
 use crate::gemini::{GeminiChat, GeminiConfig};
+use crate::local::LocalConfig;
 use crate::offline::{OfflineArchitect, OfflineConfig};
 use crate::openai::{OpenAiChat, OpenAiConfig};
 use crate::prompt::PromptBook;
+use lemo_core::llm::Architect;
 use serde::{Deserialize, Serialize};
 
 /// Which architect to use, as written in a run's configuration (TOML or JSON), tagged by
@@ -29,6 +31,9 @@ pub enum ArchitectConfig {
     OpenAi(OpenAiConfig),
     /// Google Gemini.
     Gemini(GeminiConfig),
+    /// A GGUF model run in-process on the CPU (llama.cpp), decoding constrained to the IR's
+    /// schema. Needs the `local` feature; without it, building this architect is an error.
+    Local(LocalConfig),
 }
 
 impl Default for ArchitectConfig {
@@ -58,6 +63,21 @@ impl ArchitectConfig {
                     .with_prompts(prompts)
                     .with_structured_output(c.structured_output),
             ),
+            #[cfg(feature = "local")]
+            ArchitectConfig::Local(c) => Box::new(
+                LlmArchitect::new(crate::local_engine::LocalChat::load(c.clone())?)
+                    .with_prompts(prompts)
+                    .with_structured_output(c.structured_output),
+            ),
+            #[cfg(not(feature = "local"))]
+            ArchitectConfig::Local(c) => {
+                c.validate().map_err(LlmError::Config)?;
+                return Err(LlmError::Config(
+                    "kind = \"local\" needs the `local` feature: build with \
+                     `cargo build --release -p lemo-cli --features local` (see docs/llm.md)"
+                        .into(),
+                ));
+            }
         })
     }
 

@@ -8,6 +8,9 @@
 //! [`OfflineArchitect`] applies the expert system's instructions as graph edits without any
 //! LLM. [`ArchitectConfig::build`] picks one from configuration.
 //!
+//! With the `local` feature, `LocalChat` runs a GGUF model in-process on the CPU (llama.cpp),
+//! its decoding constrained to the IR's JSON schema ([`grammar_schema`]): `kind = "local"`.
+//!
 //! Both traits return boxed futures, so they are object safe (`Box<dyn Architect>`) and need no
 //! `async-trait`; a synchronous caller runs them with [`block_on`].
 //!
@@ -32,15 +35,17 @@ mod chat;
 mod config;
 mod error;
 mod gemini;
+mod local;
+#[cfg(feature = "local")]
+mod local_engine;
 mod offline;
 mod openai;
 mod prompt;
 mod retry;
+mod runtime;
 mod secret;
 
-pub use architect::{
-    AnswerProblem, Architect, Design, LlmArchitect, Proposal, ProposalKind, read_answer,
-};
+pub use architect::LlmArchitect;
 pub use chat::{
     AnswerSchema, BoxFuture, ChatModel, ChatRequest, ChatResponse, Message, Role, TokenUsage,
 };
@@ -49,6 +54,14 @@ pub use error::LlmError;
 pub use gemini::{
     GEMINI_BASE_URL, GEMINI_DEFAULT_MODEL, GeminiChat, GeminiConfig, to_gemini_schema,
 };
+/// The architect seam's trait and types live in `lemo-core` (a third-party backend needs no
+/// HTTP client); re-exported here under their old paths.
+pub use lemo_core::llm::{AnswerProblem, Architect, Design, Proposal, ProposalKind, read_answer};
+pub use local::{
+    GRAMMAR_MAX_INPUTS, GRAMMAR_MAX_STRING, LOCAL_DEFAULT_MODEL_PATH, LocalConfig, grammar_schema,
+};
+#[cfg(feature = "local")]
+pub use local_engine::{LocalChat, LocalTimings};
 pub use offline::{OFFLINE_NAME, OfflineArchitect, OfflineConfig};
 pub use openai::{OPENAI_BASE_URL, OPENAI_DEFAULT_MODEL, OpenAiChat, OpenAiConfig};
 pub use prompt::{
@@ -56,4 +69,5 @@ pub use prompt::{
     TaskBrief, compact_json, metrics_text, task_text,
 };
 pub use retry::RetryPolicy;
+pub use runtime::ArchitectRuntime;
 pub use secret::{REDACTED, Secret};

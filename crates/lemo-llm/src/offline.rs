@@ -3,10 +3,10 @@
 //! and the ablation "the rules alone".
 
 use crate::LlmError;
-use crate::architect::{AnswerProblem, Architect, Design, Proposal, ProposalKind};
 use crate::chat::BoxFuture;
 use crate::prompt::{Feedback, TaskBrief, compact_json};
 use lemo_arch::{Graph, ValidatedGraph};
+use lemo_core::llm::{AnswerProblem, Architect, Design, Proposal, ProposalKind};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 

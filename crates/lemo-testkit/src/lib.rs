@@ -2,8 +2,10 @@
 //! itself, with no deep-learning framework, HTTP client or async runtime in its tree.
 //!
 //! - Fakes: [`ScoringTrainer`] scores a network without training it (metrics are a pure function
-//!   of the network and the seed), [`tiny_splits`] makes a small synthetic dataset.
-//! - Conformance suites, called from an implementation's own tests: [`check_trainer`],
+//!   of the network and the seed), [`ScriptedArchitect`] and [`ScriptedChat`] answer from a
+//!   script, [`tiny_splits`] makes a small synthetic dataset.
+//! - Conformance suites, called from an implementation's own tests: [`check_architect`] (or
+//!   [`check_architect_with`] for an architect whose futures need a runtime), [`check_trainer`],
 //!   [`check_meter`], [`check_rulebook`]. Each returns every rule the implementation broke, so a
 //!   failing test says what to fix.
 //!
@@ -14,11 +16,15 @@
 //! check_trainer(&mut trainer).expect("the fake keeps the trainer contract");
 //! ```
 
+mod architect;
 mod data;
 mod meter;
 mod rulebook;
 mod trainer;
 
+pub use architect::{
+    Runner, ScriptedArchitect, ScriptedChat, block_on, check_architect, check_architect_with,
+};
 pub use data::{tiny_splits, tiny_task};
 pub use meter::check_meter;
 pub use rulebook::check_rulebook;

@@ -16,7 +16,7 @@ use std::time::Instant;
 use lemo_arch::{Task, ValidatedGraph};
 use lemo_energy::{CompositeMeter, EnergyMeter, NoMeter};
 use lemo_expert::{PaperRuleBook, ResolvedCommand, RuleBook, RuleSet};
-use lemo_llm::{Architect, Design, Feedback, Proposal, ProposalKind, TaskBrief};
+use lemo_llm::{Architect, ArchitectRuntime, Design, Feedback, Proposal, ProposalKind, TaskBrief};
 use lemo_metrics::{Effectiveness, Normalisation, Objective, Observed, pareto_front};
 use lemo_train::data::{DataError, Splits};
 use lemo_train::{BurnTrainer, Evaluation, TrainObserver, Trainer};
@@ -217,6 +217,7 @@ pub struct Discovery {
     observer: Box<dyn RunObserver>,
     data: Option<RunData>,
     stop_after: Option<usize>,
+    runtime: Option<ArchitectRuntime>,
 }
 
 /// What a finished (or paused) run reports.
@@ -278,6 +279,7 @@ impl Discovery {
             observer: Box::new(Quiet),
             data: None,
             stop_after: None,
+            runtime: ArchitectRuntime::new().ok(),
         }
     }
 
@@ -527,13 +529,6 @@ impl Discovery {
         None
     }
 
-    fn block_on<T>(
-        &self,
-        f: lemo_llm::BoxFuture<'_, Result<T, lemo_llm::LlmError>>,
-    ) -> Result<T, LemoError> {
-        Ok(lemo_llm::block_on(f)?)
-    }
-
     /// One iteration of Algorithm 1, from the proposal to the closing event, in four steps that
     /// pass their results on: propose (and repair), evaluate (or reuse), advise, close.
     fn iteration(&mut self, lp: &mut Loop, splits: &Splits) -> Result<(), LemoError> {
@@ -609,8 +604,8 @@ impl Discovery {
         feedback: Option<&Feedback>,
     ) -> Result<(Option<Design>, Proposal, usize), LemoError> {
         let mut proposal: Proposal = match feedback {
-            Some(f) => self.block_on(self.architect.propose_next(brief, f))?,
-            None => self.block_on(self.architect.propose_initial(brief))?,
+            Some(f) => block_on(&self.runtime, self.architect.propose_next(brief, f))?,
+            None => block_on(&self.runtime, self.architect.propose_initial(brief))?,
         };
         let mut round = 0usize;
         let mut novelty_asked = false;
@@ -663,7 +658,10 @@ impl Discovery {
                 Err(problem) => problem.message.clone(),
             };
             round += 1;
-            proposal = self.block_on(self.architect.repair(brief, &proposal, &error))?;
+            proposal = block_on(
+                &self.runtime,
+                self.architect.repair(brief, &proposal, &error),
+            )?;
         }
     }
 
@@ -887,6 +885,18 @@ impl Discovery {
             },
         )
     }
+}
+
+/// Runs an architect's future on the run's one runtime, so the architect's HTTP connections
+/// and tasks live from one request to the next (a one-off runtime if it could not be made).
+fn block_on<T>(
+    runtime: &Option<ArchitectRuntime>,
+    f: lemo_llm::BoxFuture<'_, Result<T, lemo_llm::LlmError>>,
+) -> Result<T, LemoError> {
+    Ok(match runtime {
+        Some(rt) => rt.block_on(f)?,
+        None => lemo_llm::block_on(f)?,
+    })
 }
 
 /// The novelty round's message: the architect proposed a network evaluated before.
