@@ -11,6 +11,8 @@
 //! assert!(cm > 0.0);
 //! ```
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod codes;
 mod effectiveness;
 mod error;

@@ -170,8 +170,10 @@ pub fn pareto_front<'a>(
     objectives: &[Objective],
 ) -> Vec<usize> {
     let all: Vec<&Observed> = candidates.into_iter().collect();
-    (0..all.len())
-        .filter(|&i| !all.iter().any(|other| dominates(other, all[i], objectives)))
+    all.iter()
+        .enumerate()
+        .filter(|&(_, &this)| !all.iter().any(|other| dominates(other, this, objectives)))
+        .map(|(i, _)| i)
         .collect()
 }
 
