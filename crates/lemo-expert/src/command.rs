@@ -26,16 +26,22 @@ impl Command {
     }
 
     /// The weight of one instruction.
+    // `index` is a position in `Instruction::ALL`, whose 15 entries match the 15 weights.
+    #[allow(clippy::indexing_slicing)]
     pub fn weight(&self, instruction: Instruction) -> f64 {
         self.weights[instruction.index()]
     }
 
     /// Adds `weight` to an instruction (`cmd[X] ← cmd[X] + w`).
+    // `index` is a position in `Instruction::ALL`, whose 15 entries match the 15 weights.
+    #[allow(clippy::indexing_slicing)]
     pub fn add(&mut self, instruction: Instruction, weight: f64) {
         self.weights[instruction.index()] += weight;
     }
 
     /// Sets the weight of an instruction.
+    // `index` is a position in `Instruction::ALL`, whose 15 entries match the 15 weights.
+    #[allow(clippy::indexing_slicing)]
     pub fn set(&mut self, instruction: Instruction, weight: f64) {
         self.weights[instruction.index()] = weight;
     }
@@ -115,14 +121,17 @@ pub fn resolve(cmd: &Command) -> ResolvedCommand {
     let mut order: Vec<(Instruction, f64)> = cmd.iter().collect();
     order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.index().cmp(&b.0.index())));
     let mut entries = Vec::new();
-    for m in 0..order.len() {
-        let (instruction, weight) = order[m];
+    let mut rest: &mut [(Instruction, f64)] = &mut order;
+    while let Some((&mut (instruction, weight), after)) =
+        std::mem::take(&mut rest).split_first_mut()
+    {
+        rest = after;
         if weight > 0.0 {
             entries.push(WeightedInstruction {
                 instruction,
                 weight,
             });
-            for later in &mut order[m + 1..] {
+            for later in rest.iter_mut() {
                 if instruction.conflict() == Some(later.0) {
                     later.1 = 0.0;
                 }

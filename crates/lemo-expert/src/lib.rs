@@ -11,6 +11,8 @@
 //! println!("{}", next.render());
 //! ```
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod command;
 mod instruction;
 mod rulebook;

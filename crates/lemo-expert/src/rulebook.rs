@@ -72,9 +72,18 @@ impl PaperRuleBook {
         let t = &user.thresholds;
         let mut cmd = Command::new();
         let mut fired = Vec::new();
-        let mut rule = |n: usize, holds: bool, weight: f64, raise: &[Instruction]| {
+        let [
+            low_a1,
+            low_a2,
+            high_e1,
+            high_e2,
+            low_fps,
+            overfitting,
+            underfitting,
+        ] = PAPER_RULE_NAMES;
+        let mut rule = |name: &'static str, holds: bool, weight: f64, raise: &[Instruction]| {
             if holds {
-                fired.push(PAPER_RULE_NAMES[n]);
+                fired.push(name);
                 for i in raise {
                     cmd.add(*i, weight);
                 }
@@ -82,7 +91,7 @@ impl PaperRuleBook {
         };
         // Lines 3-8: A1 < TA1 raises ACL ADL AMK ASC by PA1.
         rule(
-            0,
+            low_a1,
             m.a1 < t.ta1,
             p.pa1,
             &[
@@ -94,7 +103,7 @@ impl PaperRuleBook {
         );
         // Lines 9-14: A2 < TA2 raises ACL ADL AMK ASC by PA2.
         rule(
-            1,
+            low_a2,
             m.a2 < t.ta2,
             p.pa2,
             &[
@@ -106,7 +115,7 @@ impl PaperRuleBook {
         );
         // Lines 15-21: E1 > TE1 raises AD AWI RCL RK RSC by PE1.
         rule(
-            2,
+            high_e1,
             m.e1_kwh > t.te1_kwh,
             p.pe1,
             &[
@@ -119,21 +128,21 @@ impl PaperRuleBook {
         );
         // Lines 22-27: E2 > TE2 raises AD RCL RK RDL by PE2.
         rule(
-            3,
+            high_e2,
             m.e2_kwh > t.te2_kwh,
             p.pe2,
             &[AddDropout, ReduceConvLayer, ReduceKernels, ReduceDenseLayer],
         );
         // Lines 28-32: F < TF raises AD RK RSC by PF.
         rule(
-            4,
+            low_fps,
             m.fps < t.tf_fps,
             p.pf,
             &[AddDropout, ReduceKernels, ReduceSkipConnection],
         );
         // Lines 33-39: A1 - A2 > OT (overfitting) raises ADL RCL RK RN AR by PA1.
         rule(
-            5,
+            overfitting,
             (m.a1 - m.a2) > t.ot,
             p.pa1,
             &[
@@ -146,7 +155,7 @@ impl PaperRuleBook {
         );
         // Lines 40-48: A2 - A1 > UT (underfitting) raises RD ACL AMK ADL AMN ASC RR by PA2.
         rule(
-            6,
+            underfitting,
             (m.a2 - m.a1) > t.ut,
             p.pa2,
             &[

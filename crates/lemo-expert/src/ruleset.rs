@@ -182,8 +182,7 @@ fn tokenize(text: &str) -> Result<Vec<Token<'_>>, String> {
     let mut tokens = Vec::new();
     let bytes = text.as_bytes();
     let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
+    while let Some(&c) = bytes.get(i) {
         if c.is_ascii_whitespace() {
             i += 1;
         } else if c == b'-' {
@@ -200,9 +199,12 @@ fn tokenize(text: &str) -> Result<Vec<Token<'_>>, String> {
             i += if or_equal { 2 } else { 1 };
         } else if c.is_ascii_digit() || c == b'.' {
             let start = i;
-            while i < bytes.len() {
-                let d = bytes[i];
-                let exponent_sign = (d == b'-' || d == b'+') && matches!(bytes[i - 1], b'e' | b'E');
+            while let Some(&d) = bytes.get(i) {
+                let exponent_sign = (d == b'-' || d == b'+')
+                    && matches!(
+                        i.checked_sub(1).and_then(|j| bytes.get(j)),
+                        Some(b'e' | b'E')
+                    );
                 if d.is_ascii_digit()
                     || d == b'.'
                     || d == b'e'
@@ -224,7 +226,10 @@ fn tokenize(text: &str) -> Result<Vec<Token<'_>>, String> {
             tokens.push(Token::Number(v));
         } else if c.is_ascii_alphabetic() {
             let start = i;
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+            while bytes
+                .get(i)
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            {
                 i += 1;
             }
             tokens.push(Token::Word(&text[start..i]));
@@ -420,7 +425,7 @@ impl RuleSet {
                 return Err(fail("`raise` lists no instruction".to_string()));
             }
             for (k, i) in rule.raise.iter().enumerate() {
-                if rule.raise[..k].contains(i) {
+                if rule.raise.iter().take(k).any(|earlier| earlier == i) {
                     return Err(fail(format!("`raise` lists {i} twice")));
                 }
             }
