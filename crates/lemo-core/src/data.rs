@@ -112,12 +112,16 @@ impl Dataset {
     }
 
     /// Image `i`, channel-major. Panics if `i >= len()`.
+    // The documented panic, as slice indexing: an index past `len()` is the caller's bug.
+    #[allow(clippy::indexing_slicing)]
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.image_len();
         &self.images[i * n..(i + 1) * n]
     }
 
     /// How many images each class has.
+    // Every label is below `classes()`, the length of `counts` (checked by `Dataset::new`).
+    #[allow(clippy::indexing_slicing)]
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes()];
         for &l in &self.labels {
@@ -128,6 +132,8 @@ impl Dataset {
 
     /// The images at `idx`, in that order (same name, shape and classes). Panics on an index
     /// `>= len()`.
+    // The documented panic, as slice indexing: an index past `len()` is the caller's bug.
+    #[allow(clippy::indexing_slicing)]
     pub fn subset(&self, idx: &[usize]) -> Dataset {
         let n = self.image_len();
         let mut images = Vec::with_capacity(idx.len() * n);
@@ -146,6 +152,8 @@ impl Dataset {
     }
 
     /// Indices of each class, each list shuffled with `seed`.
+    // Every label is below `classes()`, the length of `by_class` (checked by `Dataset::new`).
+    #[allow(clippy::indexing_slicing)]
     fn shuffled_by_class(&self, seed: u64) -> Vec<Vec<usize>> {
         let mut by_class = vec![Vec::new(); self.classes()];
         for (i, &l) in self.labels.iter().enumerate() {
@@ -170,8 +178,9 @@ impl Dataset {
         let mut train = Vec::with_capacity(self.len());
         let mut val = Vec::new();
         for (list, k) in by_class.iter().zip(counts) {
-            val.extend_from_slice(&list[..k]);
-            train.extend_from_slice(&list[k..]);
+            // k <= list.len() (stratified_counts), so this is list[..k] and list[k..].
+            val.extend(list.iter().take(k));
+            train.extend(list.iter().skip(k));
         }
         train.sort_unstable();
         val.sort_unstable();
@@ -198,7 +207,7 @@ impl Dataset {
             if f > 0.0 && k == 0 && !list.is_empty() {
                 k = 1;
             }
-            keep.extend_from_slice(&list[..k]);
+            keep.extend(list.iter().take(k));
         }
         keep.sort_unstable();
         self.subset(&keep)
@@ -224,19 +233,21 @@ fn stratified_counts(by_class: &[Vec<usize>], f: f64) -> Vec<usize> {
         .iter()
         .map(|l| (((l.len() as f64) * f).floor() as usize).min(l.len()))
         .collect();
-    let mut rest: Vec<(f64, usize)> = by_class
-        .iter()
+    let mut missing = want.saturating_sub(counts.iter().sum());
+    // (remainder, class, its count, its size)
+    let mut rest: Vec<(f64, usize, &mut usize, usize)> = counts
+        .iter_mut()
+        .zip(by_class)
         .enumerate()
-        .map(|(c, l)| ((l.len() as f64) * f - counts[c] as f64, c))
+        .map(|(c, (count, l))| ((l.len() as f64) * f - *count as f64, c, count, l.len()))
         .collect();
     rest.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut missing = want.saturating_sub(counts.iter().sum());
-    for (_, c) in rest {
+    for (_, _, count, len) in rest {
         if missing == 0 {
             break;
         }
-        if counts[c] < by_class[c].len() {
-            counts[c] += 1;
+        if *count < len {
+            *count += 1;
             missing -= 1;
         }
     }
@@ -267,27 +278,28 @@ impl Normalization {
         let mut sq = vec![0u64; c];
         if plane > 0 {
             for img in d.images.chunks_exact(c * plane) {
-                for (ch, p) in img.chunks_exact(plane).enumerate() {
+                // c planes per image: one for each entry of `sum` and `sq`.
+                for ((sum, sq), p) in sum.iter_mut().zip(&mut sq).zip(img.chunks_exact(plane)) {
                     let (s, q) = p.iter().fold((0u64, 0u64), |(s, q), &v| {
                         let v = u64::from(v);
                         (s + v, q + v * v)
                     });
-                    sum[ch] += s;
-                    sq[ch] += q;
+                    *sum += s;
+                    *sq += q;
                 }
             }
         }
         let n = (d.len() * plane) as f64;
         let mut mean = Vec::with_capacity(c);
         let mut std = Vec::with_capacity(c);
-        for ch in 0..c {
+        for (&sum, &sq) in sum.iter().zip(&sq) {
             if n == 0.0 {
                 mean.push(0.0);
                 std.push(1.0);
                 continue;
             }
-            let m = sum[ch] as f64 / n / 255.0;
-            let var = (sq[ch] as f64 / n / (255.0 * 255.0) - m * m).max(0.0);
+            let m = sum as f64 / n / 255.0;
+            let var = (sq as f64 / n / (255.0 * 255.0) - m * m).max(0.0);
             let s = var.sqrt();
             mean.push(m as f32);
             std.push(if s < 1e-6 { 1.0 } else { s as f32 });

@@ -14,6 +14,8 @@
 //! runtime: `cargo tree -p lemo-core` shows only the IR (`lemo-arch`), the metrics
 //! (`lemo-metrics`), the instructions (`lemo-expert`) and serde.
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 /// The architecture IR (`lemo-arch`), re-exported so an implementation needs only this crate.
 pub use lemo_arch as arch;
 /// The instructions and rule books (`lemo-expert`).
