@@ -16,6 +16,8 @@
 //! check_trainer(&mut trainer).expect("the fake keeps the trainer contract");
 //! ```
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod architect;
 mod data;
 mod meter;

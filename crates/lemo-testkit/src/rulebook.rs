@@ -19,8 +19,10 @@ fn situations() -> Vec<(UserMetrics, Observed)> {
         for dataset in PaperDataset::ALL {
             let user = UserMetrics::new(priorities, dataset.thresholds());
             let t = &user.thresholds;
-            for (i, &s) in scales.iter().enumerate() {
-                let other = scales[(i * 7 + 3) % scales.len()];
+            // Scale i is paired with scale (7i + 3) mod 6 = (i + 3) mod 6.
+            let mut others = scales;
+            others.rotate_left(3);
+            for (&s, &other) in scales.iter().zip(&others) {
                 let a1 = (t.ta1 * s).min(1.0);
                 let a2 = (t.ta2 * other).min(1.0);
                 out.push((
