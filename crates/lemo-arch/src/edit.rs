@@ -209,7 +209,7 @@ fn compact(name: Option<String>, mut nodes: Vec<Node>) -> Graph {
     for n in &mut nodes {
         if n.inputs
             .as_deref()
-            .is_some_and(|ins| ins.len() == 1 && ins[0] == prev)
+            .is_some_and(|ins| matches!(ins, [only] if *only == prev))
         {
             n.inputs = None;
         }
@@ -237,9 +237,12 @@ fn rewire(nodes: &mut [Node], from: &str, to: &str) {
 /// (other than the last) whose output nothing takes any more.
 fn cleanup(nodes: &mut Vec<Node>) {
     loop {
-        let trivial = nodes
-            .iter()
-            .position(|n| matches!(n.op, Op::Add) && inputs_of(n).windows(2).all(|w| w[0] == w[1]));
+        let trivial = nodes.iter().position(|n| {
+            matches!(n.op, Op::Add)
+                && inputs_of(n)
+                    .windows(2)
+                    .all(|w| matches!(w, [a, b] if a == b))
+        });
         if let Some(k) = trivial {
             let node = nodes.remove(k);
             if let Some(src) = inputs_of(&node).first() {
@@ -265,6 +268,9 @@ fn cleanup(nodes: &mut Vec<Node>) {
     }
 }
 
+// Every index is a node position of the validated Analysis this Ctx was built from (nodes,
+// shapes and consumers have one entry per node) or one found by searching them.
+#[allow(clippy::indexing_slicing)]
 impl Ctx {
     fn new(graph: &Graph, analysis: &Analysis, task: &Task) -> Ctx {
         let n = graph.nodes.len();

@@ -350,6 +350,8 @@ pub(crate) fn closest<'a>(
     (d <= limit).then(|| c.to_string())
 }
 
+// `prev` and `cur` have b.len() + 1 entries and j < b.len().
+#[allow(clippy::indexing_slicing)]
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().take(64).collect();
     let b: Vec<char> = b.chars().take(64).collect();

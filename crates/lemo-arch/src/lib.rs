@@ -25,6 +25,8 @@
 //! # Ok::<(), lemo_arch::ArchError>(())
 //! ```
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod edit;
 mod error;
 mod hash;

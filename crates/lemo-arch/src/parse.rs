@@ -522,7 +522,10 @@ fn scan_blocks(text: &str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut pos = 0;
     let mut truncated_scans = 0;
-    while let Some(off) = bytes[pos..].iter().position(|&b| b == b'{') {
+    while let Some(off) = bytes
+        .get(pos..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'{'))
+    {
         let start = pos + off;
         match scan_one(bytes, start) {
             Ok(end) => {
@@ -562,6 +565,8 @@ fn scan_blocks(text: &str) -> Vec<Block> {
 
 /// Scans one region from the `{` at `start`; `Ok(end)` (exclusive) when it closes, else
 /// `Err(open brackets at the end of the text)`.
+// Every index is checked against bytes.len() just before it is read.
+#[allow(clippy::indexing_slicing)]
 fn scan_one(bytes: &[u8], start: usize) -> Result<usize, usize> {
     let mut stack: Vec<u8> = Vec::new();
     let mut i = start;
@@ -621,6 +626,8 @@ struct Removed {
 }
 
 /// Removes `//` and `/* */` comments and trailing commas outside strings.
+// Every index is checked against chars.len() just before it is read.
+#[allow(clippy::indexing_slicing)]
 fn clean(block: &str) -> (String, Removed) {
     let chars: Vec<char> = block.chars().collect();
     let mut out = String::with_capacity(block.len());

@@ -37,6 +37,8 @@ fn describe(node: &Node) -> String {
 }
 
 /// Ids of the nodes feeding node `i`, resolved (the previous node when `in` is implicit).
+// `i` is a position in graph.nodes (the caller enumerates them).
+#[allow(clippy::indexing_slicing)]
 fn input_ids(graph: &Graph, i: usize) -> Vec<String> {
     match &graph.nodes[i].inputs {
         Some(list) => list.clone(),
@@ -70,8 +72,9 @@ impl Graph {
         let input_shape = analysis.nodes.first().and_then(|n| {
             n.inputs
                 .iter()
-                .position(|s| *s == Source::Input)
-                .map(|k| n.input_shapes[k])
+                .zip(&n.input_shapes)
+                .find(|(s, _)| **s == Source::Input)
+                .map(|(_, shape)| *shape)
         });
         let mut rows: Vec<[String; 5]> = vec![[
             "Layer (id)".to_string(),
@@ -88,13 +91,12 @@ impl Graph {
             "0".to_string(),
         ]);
         for (i, (node, info)) in self.nodes.iter().zip(&analysis.nodes).enumerate() {
-            let implicit = info.inputs.len() == 1
-                && info.inputs[0]
-                    == if i == 0 {
-                        Source::Input
-                    } else {
-                        Source::Node(i - 1)
-                    };
+            let previous = if i == 0 {
+                Source::Input
+            } else {
+                Source::Node(i - 1)
+            };
+            let implicit = matches!(info.inputs.as_slice(), [only] if *only == previous);
             let from = if implicit {
                 String::new()
             } else {
@@ -181,8 +183,9 @@ impl Graph {
             .and_then(|n| {
                 n.inputs
                     .iter()
-                    .position(|s| *s == Source::Input)
-                    .map(|k| n.input_shapes[k])
+                    .zip(&n.input_shapes)
+                    .find(|(s, _)| **s == Source::Input)
+                    .map(|(_, shape)| *shape)
             })
             .map_or_else(|| "input".to_string(), |s| format!("input\\n{s}"));
         let _ = writeln!(

@@ -30,6 +30,8 @@ impl Graph {
     /// the logits' width, absurd sizes and the task's budgets ([`crate::Limits`]).
     ///
     /// Returns the first problem found, as an [`ArchError`] that renders as a repair prompt.
+    // A source `Node(j)` has j below its node's position (resolve), so infos[j] and nodes[j] exist.
+    #[allow(clippy::indexing_slicing)]
     pub fn validate(&self, task: &Task) -> Result<Analysis, ArchError> {
         check_task(task)?;
         if self.nodes.is_empty() {
@@ -154,6 +156,8 @@ fn check_ids(nodes: &[Node]) -> Result<HashMap<&str, usize>, ArchError> {
 }
 
 /// The nodes each node takes, by position; implicit `in` is the previous node.
+// `i` is a node position (find_path queues only positions from the id index).
+#[allow(clippy::indexing_slicing)]
 fn refs(nodes: &[Node], index: &HashMap<&str, usize>, i: usize) -> Vec<Option<usize>> {
     match &nodes[i].inputs {
         None => vec![i.checked_sub(1)],
@@ -170,6 +174,8 @@ fn refs(nodes: &[Node], index: &HashMap<&str, usize>, i: usize) -> Vec<Option<us
     }
 }
 
+// `find_path` returns positions of `nodes`.
+#[allow(clippy::indexing_slicing)]
 fn resolve(nodes: &[Node], index: &HashMap<&str, usize>) -> Result<Vec<Vec<Source>>, ArchError> {
     let mut all = Vec::with_capacity(nodes.len());
     for (i, node) in nodes.iter().enumerate() {
@@ -217,6 +223,8 @@ fn resolve(nodes: &[Node], index: &HashMap<&str, usize>) -> Result<Vec<Vec<Sourc
 }
 
 /// A path of "takes" edges from `from` to `to`, both included, if there is one.
+// `from` and every queued position come from the id index, so they are below nodes.len().
+#[allow(clippy::indexing_slicing)]
 fn find_path(
     nodes: &[Node],
     index: &HashMap<&str, usize>,
@@ -277,15 +285,18 @@ fn check_unused(nodes: &[Node], inputs: &[Vec<Source>]) -> Result<(), ArchError>
     let mut used = vec![false; nodes.len()];
     for srcs in inputs {
         for s in srcs {
-            if let Source::Node(j) = *s {
-                used[j] = true;
+            // resolve only gives positions of `nodes`.
+            if let Source::Node(j) = *s
+                && let Some(u) = used.get_mut(j)
+            {
+                *u = true;
             }
         }
     }
     let last = nodes.len() - 1;
-    match used[..last].iter().position(|u| !u) {
-        Some(i) => Err(ArchError::Unused {
-            node: nodes[i].id.clone(),
+    match nodes.iter().zip(&used).take(last).find(|(_, u)| !**u) {
+        Some((node, _)) => Err(ArchError::Unused {
+            node: node.id.clone(),
         }),
         None => Ok(()),
     }
@@ -489,7 +500,7 @@ fn window(
     let eff = u64::from(dilation) * u64::from(kernel - 1) + 1;
     let s = u64::from(stride);
     let mut out = [0usize; 2];
-    for (k, (axis, size)) in [("height", h), ("width", w)].into_iter().enumerate() {
+    for (slot, (axis, size)) in out.iter_mut().zip([("height", h), ("width", w)]) {
         let padded = size as u64 + 2 * pad;
         if padded < eff {
             let signed = (padded as i128 - eff as i128).div_euclid(i128::from(stride)) + 1;
@@ -516,7 +527,7 @@ fn window(
                 ),
             });
         }
-        out[k] = to_usize(node, (padded - eff) / s + 1)?;
+        *slot = to_usize(node, (padded - eff) / s + 1)?;
     }
     Ok((out[0], out[1]))
 }
@@ -534,7 +545,20 @@ fn needs_map(node: &Node, shape: Shape) -> Result<(usize, usize, usize), ArchErr
 
 /// Output shape, parameters and MACs of one node.
 fn infer(node: &Node, ins: &[Shape], names: &[&str]) -> Result<(Shape, u64, u64), ArchError> {
-    let first = ins[0];
+    // check_arity gave every node one input or more; an empty list is reported as it would be.
+    let Some(&first) = ins.first() else {
+        return Err(ArchError::Arity {
+            node: node.id.clone(),
+            op: node.op.name().to_string(),
+            expected: if node.op.is_merge() {
+                "two or more inputs"
+            } else {
+                "exactly one input"
+            }
+            .to_string(),
+            got: 0,
+        });
+    };
     let named = || {
         names
             .iter()
