@@ -18,6 +18,8 @@
 //! # }
 //! ```
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod accounting;
 mod composite;
 mod estimate;
