@@ -1013,6 +1013,8 @@ pub fn observe(ev: &Evaluation, analysis: &lemo_arch::Analysis) -> Observed {
 
 /// Best iteration by CM (Algorithm 1: strictly greater replaces) and the Pareto front, over
 /// the finished iterations plus the one closing now.
+// pareto_front returns positions of the candidates it was given, so cands[i] exists.
+#[allow(clippy::indexing_slicing)]
 fn best_and_front(
     h: &RunHistory,
     n: usize,

@@ -179,12 +179,12 @@ fn parse_journal<E: DeserializeOwned>(
     let mut valid_len = 0u64;
     let mut start = 0usize;
     let mut line_no = 0usize;
-    while start < bytes.len() {
+    while let Some(rest) = bytes.get(start..).filter(|rest| !rest.is_empty()) {
         line_no += 1;
-        let end = bytes[start..].iter().position(|b| *b == b'\n');
+        let end = rest.iter().position(|b| *b == b'\n');
         let (line, complete, next) = match end {
-            Some(i) => (&bytes[start..start + i], true, start + i + 1),
-            None => (&bytes[start..], false, bytes.len()),
+            Some(i) => (rest.split_at(i).0, true, start + i + 1),
+            None => (rest, false, bytes.len()),
         };
         let is_last = next >= bytes.len();
         let parsed = std::str::from_utf8(line)

@@ -15,6 +15,8 @@
 //! - [`journal`] and [`event`]: the crash-safe run journal; [`RunHistory`] rebuilds a run from it.
 //! - [`report`] and [`plot`]: the Markdown report and its SVG plots, from the journal alone.
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 pub mod config;
 pub mod discovery;
 pub mod event;

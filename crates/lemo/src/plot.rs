@@ -153,8 +153,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     };
     let mut svg = String::new();
     open(&mut svg, title, x_label, y_label, &frame);
-    for (k, s) in series.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
+    for ((k, s), &colour) in series.iter().enumerate().zip(COLOURS.iter().cycle()) {
         let pts: Vec<String> = s
             .points
             .iter()
