@@ -7,6 +7,8 @@
 //! and cost beside it. It stands for any engine outside this project (a PyTorch bridge, a
 //! remote service): the loop only sees the [`Trainer`] trait.
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::time::Instant;
 
 use lemo_core::arch::ValidatedGraph;
