@@ -42,10 +42,11 @@ mod offline;
 mod openai;
 mod prompt;
 mod retry;
-mod runtime;
 mod secret;
 
-pub use architect::LlmArchitect;
+pub use architect::{
+    AnswerProblem, Architect, Design, LlmArchitect, Proposal, ProposalKind, read_answer,
+};
 pub use chat::{
     AnswerSchema, BoxFuture, ChatModel, ChatRequest, ChatResponse, Message, Role, TokenUsage,
 };
@@ -54,9 +55,6 @@ pub use error::LlmError;
 pub use gemini::{
     GEMINI_BASE_URL, GEMINI_DEFAULT_MODEL, GeminiChat, GeminiConfig, to_gemini_schema,
 };
-/// The architect seam's trait and types live in `lemo-core` (a third-party backend needs no
-/// HTTP client); re-exported here under their old paths.
-pub use lemo_core::llm::{AnswerProblem, Architect, Design, Proposal, ProposalKind, read_answer};
 pub use local::{
     GRAMMAR_MAX_INPUTS, GRAMMAR_MAX_STRING, LOCAL_DEFAULT_MODEL_PATH, LocalConfig, grammar_schema,
 };
@@ -69,5 +67,4 @@ pub use prompt::{
     TaskBrief, compact_json, metrics_text, task_text,
 };
 pub use retry::RetryPolicy;
-pub use runtime::ArchitectRuntime;
 pub use secret::{REDACTED, Secret};

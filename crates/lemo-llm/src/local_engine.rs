@@ -1,0 +1,397 @@
+//! [`LocalChat`]: a GGUF model run in-process on the CPU by llama.cpp (the `llama-cpp-2`
+//! crate), its decoding constrained by a grammar derived from the answer's JSON schema.
+//!
+//! llama.cpp does the tokenizer (from the GGUF vocabulary), the chat template (from the GGUF
+//! metadata), the JSON-schema-to-grammar conversion (`json_schema_to_grammar`, llama.cpp's own
+//! converter) and the grammar, nucleus, temperature and seeded sampling. This file only wires
+//! them together and turns every failure into an [`LlmError`].
+
+use crate::LlmError;
+use crate::chat::{BoxFuture, ChatModel, ChatRequest, ChatResponse, Role, TokenUsage};
+use crate::local::{LocalConfig, grammar_schema};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::gguf::GgufContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use std::io::Read;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The context window used when the configuration sets none (capped by the model's own).
+const DEFAULT_CONTEXT: u32 = 8192;
+/// Tokens decoded per llama.cpp batch while reading the prompt.
+const PROMPT_BATCH: u32 = 512;
+
+/// llama.cpp's process-wide backend, initialised once (its logs go to `tracing`).
+fn backend() -> Result<&'static LlamaBackend, String> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| format!("llama.cpp backend: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Timings of one answer, for the log and the measurements in docs/llm.md.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LocalTimings {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u32,
+    /// Seconds spent reading the prompt.
+    pub prompt_seconds: f64,
+    /// Tokens generated.
+    pub generated_tokens: u32,
+    /// Seconds spent generating (sampling under the grammar included).
+    pub generate_seconds: f64,
+}
+
+/// A GGUF model run in-process by llama.cpp: a [`ChatModel`] for [`crate::LlmArchitect`].
+/// Build it with [`LocalChat::load`]; each request gets a fresh context, so answers depend
+/// only on the request (same messages, schema and seed: same text).
+pub struct LocalChat {
+    model: LlamaModel,
+    config: LocalConfig,
+    template: LlamaChatTemplate,
+    template_source: &'static str,
+    name: String,
+    context: u32,
+    trained_context: u32,
+    threads: i32,
+    load_seconds: f64,
+}
+
+impl std::fmt::Debug for LocalChat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalChat")
+            .field("model_path", &self.config.model_path)
+            .field("name", &self.name)
+            .field("context", &self.context)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+fn model_error(path: &Path, message: impl Into<String>) -> LlmError {
+    LlmError::Model {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Checks that `path` is a readable GGUF file and returns its `general.architecture`.
+fn inspect(path: &Path) -> Result<String, LlmError> {
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        model_error(
+            path,
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "no such file (scripts/fetch-model.sh fetches the small test model)".to_string()
+            } else {
+                format!("cannot open: {e}")
+            },
+        )
+    })?;
+    let mut magic = [0u8; 4];
+    let n = file
+        .read(&mut magic)
+        .map_err(|e| model_error(path, format!("cannot read: {e}")))?;
+    if n < 4 || &magic != b"GGUF" {
+        return Err(model_error(
+            path,
+            format!(
+                "not a GGUF file (it starts with {:?}, a GGUF file with \"GGUF\")",
+                String::from_utf8_lossy(&magic[..n])
+            ),
+        ));
+    }
+    let gguf = GgufContext::from_file(path)
+        .ok_or_else(|| model_error(path, "damaged GGUF file: its header cannot be read"))?;
+    let key = gguf.find_key("general.architecture");
+    let arch = (key >= 0)
+        .then(|| gguf.val_str(key))
+        .flatten()
+        .ok_or_else(|| model_error(path, "the GGUF metadata names no general.architecture"))?;
+    Ok(arch.to_string())
+}
+
+impl LocalChat {
+    /// Loads the model of `config.model_path`. A missing file, a file that is not GGUF, or an
+    /// architecture llama.cpp cannot run is an [`LlmError::Model`] naming the path.
+    pub fn load(config: LocalConfig) -> Result<Self, LlmError> {
+        config.validate().map_err(LlmError::Config)?;
+        let path = config.model_path.clone();
+        let arch = inspect(&path)?;
+        let backend = backend().map_err(|e| model_error(&path, e))?;
+        let start = Instant::now();
+        let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default())
+            .map_err(|e| {
+                model_error(
+                    &path,
+                    format!(
+                        "llama.cpp cannot load this model (architecture `{arch}`: not supported by \
+                         this llama.cpp, or a damaged file): {e}"
+                    ),
+                )
+            })?;
+        let load_seconds = start.elapsed().as_secs_f64();
+        let (template, template_source) = match &config.chat_template {
+            Some(t) => (
+                LlamaChatTemplate::new(t)
+                    .map_err(|e| LlmError::Config(format!("local chat_template: {e}")))?,
+                "configured",
+            ),
+            None => match model.chat_template(None) {
+                Ok(t) => (t, "GGUF metadata"),
+                Err(_) => (
+                    LlamaChatTemplate::new("chatml")
+                        .map_err(|e| LlmError::Config(format!("chatml template: {e}")))?,
+                    "ChatML (the GGUF has none)",
+                ),
+            },
+        };
+        let file_name = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let name = model
+            .meta_val_str("general.name")
+            .ok()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or(file_name);
+        let trained_context = model.n_ctx_train().max(1);
+        let context = config
+            .context
+            .unwrap_or(DEFAULT_CONTEXT.min(trained_context))
+            .max(1);
+        let threads = config
+            .threads
+            .map(|t| t as usize)
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1)
+            .clamp(1, 512) as i32;
+        tracing::info!(
+            path = %path.display(),
+            %arch,
+            model = %name,
+            params = model.n_params(),
+            load_seconds,
+            context,
+            threads,
+            template = template_source,
+            "local model loaded"
+        );
+        Ok(LocalChat {
+            model,
+            config,
+            template,
+            template_source,
+            name,
+            context,
+            trained_context,
+            threads,
+            load_seconds,
+        })
+    }
+
+    /// Seconds [`LocalChat::load`] spent in llama.cpp's model loader.
+    pub fn load_seconds(&self) -> f64 {
+        self.load_seconds
+    }
+
+    /// The model's name (GGUF `general.name`, else the file name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the chat template came from (`GGUF metadata`, `configured`, or ChatML).
+    pub fn template_source(&self) -> &'static str {
+        self.template_source
+    }
+
+    /// The prompt as the model reads it: the messages through the chat template, the
+    /// assistant's turn opened.
+    pub fn render_prompt(&self, request: &ChatRequest) -> Result<String, LlmError> {
+        let messages = request
+            .messages
+            .iter()
+            .map(|m| {
+                let role = match m.role {
+                    Role::System => "system",
+                    Role::User => "user",
+                    Role::Assistant => "assistant",
+                };
+                LlamaChatMessage::new(role.into(), m.content.clone())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| LlmError::Prompt(format!("a message holds a NUL byte: {e}")))?;
+        self.model
+            .apply_chat_template(&self.template, &messages, true)
+            .map_err(|e| self.error(format!("chat template: {e}")))
+    }
+
+    fn error(&self, message: impl Into<String>) -> LlmError {
+        model_error(&self.config.model_path, message)
+    }
+
+    /// Answers one request synchronously, with its timings.
+    pub fn generate(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<(ChatResponse, LocalTimings), LlmError> {
+        let start = Instant::now();
+        let backend = backend().map_err(|e| self.error(e))?;
+        let prompt = self.render_prompt(request)?;
+        let vocab = self.model.vocab();
+        // A template that writes the BOS token itself must not get a second one.
+        let bos = vocab.token_to_piece(vocab.bos(), true, None);
+        let add_bos = !(bos.is_empty() || prompt.as_bytes().starts_with(&bos));
+        let tokens = vocab.tokenize(prompt.as_bytes(), add_bos, true);
+        if tokens.is_empty() {
+            return Err(LlmError::Prompt("the prompt is empty".into()));
+        }
+        let n_prompt = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        if n_prompt.saturating_add(1) > self.context {
+            return Err(LlmError::ContextTooSmall {
+                needed: n_prompt.saturating_add(1),
+                context: self.context,
+                trained: self.trained_context,
+            });
+        }
+        let max_tokens = request
+            .max_tokens
+            .unwrap_or(self.config.max_tokens)
+            .clamp(1, self.context - n_prompt);
+        let n_ctx = (n_prompt + max_tokens)
+            .next_multiple_of(256)
+            .min(self.context);
+
+        let grammar = match &request.schema {
+            Some(s) => {
+                let schema = grammar_schema(&s.schema, self.config.max_nodes);
+                Some(
+                    llama_cpp_2::json_schema_to_grammar(&schema)
+                        .map_err(|e| self.error(format!("answer schema to grammar: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let mut chain = Vec::new();
+        if let Some(g) = &grammar {
+            chain.push(
+                LlamaSampler::grammar(&self.model, g, "root")
+                    .map_err(|e| self.error(format!("grammar: {e}")))?,
+            );
+        }
+        let temperature = request.temperature.unwrap_or(self.config.temperature);
+        if temperature <= 0.0 {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            let seed = request.seed.or(self.config.seed).unwrap_or(0);
+            chain.push(LlamaSampler::top_p(self.config.top_p, 1));
+            chain.push(LlamaSampler::temp(temperature));
+            chain.push(LlamaSampler::dist((seed ^ (seed >> 32)) as u32));
+        }
+        let mut sampler = LlamaSampler::chain_simple(chain);
+
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(PROMPT_BATCH)
+            .with_n_ubatch(PROMPT_BATCH)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        let mut ctx = self
+            .model
+            .new_context(backend, params)
+            .map_err(|e| self.error(format!("context of {n_ctx} tokens: {e}")))?;
+
+        // Read the prompt, in batches; logits only for its last token.
+        let mut batch = LlamaBatch::new(PROMPT_BATCH as usize, 1);
+        let chunks: Vec<&[LlamaToken]> = tokens.chunks(PROMPT_BATCH as usize).collect();
+        let mut pos: i32 = 0;
+        for (c, chunk) in chunks.iter().enumerate() {
+            batch.clear();
+            for (i, t) in chunk.iter().enumerate() {
+                let last = c + 1 == chunks.len() && i + 1 == chunk.len();
+                batch
+                    .add(*t, pos, &[0], last)
+                    .map_err(|e| self.error(format!("batch: {e}")))?;
+                pos += 1;
+            }
+            ctx.decode(&mut batch)
+                .map_err(|e| self.error(format!("reading the prompt: {e}")))?;
+        }
+        let prompt_seconds = start.elapsed().as_secs_f64();
+
+        // Generate until end of generation or `max_tokens`.
+        let gen_start = Instant::now();
+        let mut text = Vec::new();
+        let mut generated = 0u32;
+        let mut finished = false;
+        while generated < max_tokens {
+            let token = sampler.sample(&ctx, batch.n_tokens() - 1);
+            if vocab.is_eog(token) {
+                finished = true;
+                break;
+            }
+            text.extend(vocab.token_to_piece(token, false, None));
+            generated += 1;
+            batch.clear();
+            batch
+                .add(token, pos, &[0], true)
+                .map_err(|e| self.error(format!("batch: {e}")))?;
+            pos += 1;
+            ctx.decode(&mut batch)
+                .map_err(|e| self.error(format!("generating: {e}")))?;
+        }
+        let timings = LocalTimings {
+            prompt_tokens: n_prompt,
+            prompt_seconds,
+            generated_tokens: generated,
+            generate_seconds: gen_start.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            prompt_tokens = n_prompt,
+            prompt_tokens_per_s = f64::from(n_prompt) / prompt_seconds.max(1e-9),
+            generated_tokens = generated,
+            generated_tokens_per_s = f64::from(generated) / timings.generate_seconds.max(1e-9),
+            truncated = !finished,
+            "local model answered"
+        );
+        Ok((
+            ChatResponse {
+                text: String::from_utf8_lossy(&text).into_owned(),
+                usage: Some(TokenUsage {
+                    prompt_tokens: u64::from(n_prompt),
+                    completion_tokens: u64::from(generated),
+                }),
+                latency_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                model: self.name.clone(),
+                truncated: !finished,
+                structured: grammar.is_some(),
+            },
+            timings,
+        ))
+    }
+}
+
+impl ChatModel for LocalChat {
+    /// Runs on the calling thread (llama.cpp uses its own worker threads): the future does all
+    /// its work when first polled.
+    fn chat<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+        Box::pin(async move { self.generate(request).map(|(r, _)| r) })
+    }
+
+    fn describe(&self) -> String {
+        format!("local {}", self.name)
+    }
+}
