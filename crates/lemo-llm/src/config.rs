@@ -1,12 +1,13 @@
 //! [`ArchitectConfig`]: which architect a run uses, chosen by configuration.
 
 use crate::LlmError;
-use crate::architect::{Architect, LlmArchitect};
+use crate::architect::LlmArchitect;
 use crate::gemini::{GeminiChat, GeminiConfig};
 use crate::local::LocalConfig;
 use crate::offline::{OfflineArchitect, OfflineConfig};
 use crate::openai::{OpenAiChat, OpenAiConfig};
 use crate::prompt::PromptBook;
+use lemo_core::llm::Architect;
 use serde::{Deserialize, Serialize};
 
 /// Which architect to use, as written in a run's configuration (TOML or JSON), tagged by

@@ -42,11 +42,10 @@ mod offline;
 mod openai;
 mod prompt;
 mod retry;
+mod runtime;
 mod secret;
 
-pub use architect::{
-    AnswerProblem, Architect, Design, LlmArchitect, Proposal, ProposalKind, read_answer,
-};
+pub use architect::LlmArchitect;
 pub use chat::{
     AnswerSchema, BoxFuture, ChatModel, ChatRequest, ChatResponse, Message, Role, TokenUsage,
 };
@@ -55,6 +54,9 @@ pub use error::LlmError;
 pub use gemini::{
     GEMINI_BASE_URL, GEMINI_DEFAULT_MODEL, GeminiChat, GeminiConfig, to_gemini_schema,
 };
+/// The architect seam's trait and types live in `lemo-core` (a third-party backend needs no
+/// HTTP client); re-exported here under their old paths.
+pub use lemo_core::llm::{AnswerProblem, Architect, Design, Proposal, ProposalKind, read_answer};
 pub use local::{
     GRAMMAR_MAX_INPUTS, GRAMMAR_MAX_STRING, LOCAL_DEFAULT_MODEL_PATH, LocalConfig, grammar_schema,
 };
@@ -67,4 +69,5 @@ pub use prompt::{
     TaskBrief, compact_json, metrics_text, task_text,
 };
 pub use retry::RetryPolicy;
+pub use runtime::ArchitectRuntime;
 pub use secret::{REDACTED, Secret};
