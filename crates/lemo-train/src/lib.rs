@@ -7,6 +7,8 @@
 //! - [`data`]: datasets, augmentation and batching.
 //! - [`kernels`]: lemo-train's CPU convolution, batch-norm and max-pool kernels, plugged into
 //!   burn's autodiff on the Flex backend (docs/performance.md).
+
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 pub mod data;
 pub mod device;
 pub mod kernels;

@@ -412,7 +412,10 @@ impl GraphModel {
                 args.push(value.ok_or_else(|| internal(format!("{}: input freed", step.id)))?);
             }
             let out = self.apply(step, args)?;
-            values[i] = Some(out);
+            let Some(cell) = values.get_mut(i) else {
+                return Err(internal(format!("{} has no value slot", step.id)));
+            };
+            *cell = Some(out);
         }
         match values.pop().flatten() {
             Some(Value::Vector(logits)) => Ok(logits),
@@ -542,6 +545,9 @@ impl GraphModel {
     /// directly follows a convolution or dense layer (its only reader) folded into that layer's
     /// weights and bias, and every dropout removed. Outputs equal the validation-mode outputs of
     /// `self` up to float rounding.
+    // i and j are positions of the plan's steps and l, p of its layers, the plan built from the
+    // validated graph; `index` has one entry per layer.
+    #[allow(clippy::indexing_slicing)]
     pub fn deployment_form(&self) -> Result<GraphModel, TrainError> {
         let valid = self.valid();
         let plan = &valid.plan;

@@ -426,7 +426,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         return 0.0;
     }
     let rank = (p * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+    // rank.min(len - 1): a rank past the end is the last value.
+    sorted.get(rank).or(sorted.last()).copied().unwrap_or(0.0)
 }
 
 /// Times `runs` forward passes of `x` (after `warmup` untimed ones), each ended by a device

@@ -36,6 +36,8 @@ impl Warp {
     /// Warp one channel-major `u8` image of shape `[c, h, w]` with `m` (bilinear with 8-bit
     /// sub-pixel weights, edge pixels repeated outside) and normalise it into `out` (same
     /// length). The taps are computed once per pixel and shared by all channels.
+    // Every tap index is a pixel of the h x w plane, clamped to its edges when the taps are built.
+    #[allow(clippy::indexing_slicing)]
     pub(crate) fn apply(
         &mut self,
         src: &[u8],

@@ -104,6 +104,8 @@ impl<'a> Batcher<'a> {
 impl Iterator for Batcher<'_> {
     type Item = Batch;
 
+    // `order` is a permutation of 0..len() and pos < len(), so both indexings are in range.
+    #[allow(clippy::indexing_slicing)]
     fn next(&mut self) -> Option<Batch> {
         let n = self.data.len();
         if self.pos >= n {

@@ -81,8 +81,16 @@ fn parse_records(
                 ));
             }
         }
-        labels.push(u32::from(rec[pick]));
-        images.extend_from_slice(&rec[label_bytes..]);
+        // A record is the label bytes (pick among them) and the pixels.
+        let (Some(&label), Some(pixels)) = (rec.get(pick), rec.get(label_bytes..)) else {
+            return Err(DataError::malformed(
+                path,
+                (r * record) as u64,
+                format!("record {r} is shorter than its {label_bytes} label bytes"),
+            ));
+        };
+        labels.push(u32::from(label));
+        images.extend_from_slice(pixels);
     }
     Ok(())
 }
@@ -114,7 +122,10 @@ fn load_files(
 pub fn load_cifar10(dir: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
     let dir = resolve_dir(dir, "cifar-10-batches-bin", "data_batch_1.bin");
     let names = match read_names(&dir.join("batches.meta.txt"))? {
-        Some(n) if n.len() >= 10 => n[..10].to_vec(),
+        Some(mut n) if n.len() >= 10 => {
+            n.truncate(10);
+            n
+        }
         Some(n) => {
             return Err(DataError::invalid(
                 dir.join("batches.meta.txt"),
@@ -154,7 +165,10 @@ pub fn load_cifar100(
         Cifar100Labels::Fine => (1, 100, "fine_label_names.txt"),
     };
     let names = match read_names(&dir.join(names_file))? {
-        Some(n) if n.len() >= classes => n[..classes].to_vec(),
+        Some(mut n) if n.len() >= classes => {
+            n.truncate(classes);
+            n
+        }
         Some(n) => {
             return Err(DataError::invalid(
                 dir.join(names_file),

@@ -90,10 +90,9 @@ fn decode_into(
         }
         let (r, rest) = dst.split_at_mut(plane);
         let (g, b) = rest.split_at_mut(plane);
-        for (i, px) in rgb.pixels().enumerate() {
-            r[i] = px[0];
-            g[i] = px[1];
-            b[i] = px[2];
+        // rgb is h x w (resized above): one pixel for each element of the planes.
+        for (((r, g), b), px) in r.iter_mut().zip(g).zip(b).zip(rgb.pixels()) {
+            [*r, *g, *b] = px.0;
         }
     }
     Ok(all_grey)
@@ -139,7 +138,7 @@ fn decode_all(
 /// Keep only the first of three equal channels of every image.
 fn to_grey(rgb: &[u8], plane: usize) -> Vec<u8> {
     rgb.chunks_exact(3 * plane)
-        .flat_map(|img| img[..plane].iter().copied())
+        .flat_map(|img| img.iter().take(plane).copied())
         .collect()
 }
 

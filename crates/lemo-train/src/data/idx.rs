@@ -19,34 +19,34 @@ struct Idx {
 
 fn parse_idx(path: &Path, dims_wanted: usize) -> Result<Idx, DataError> {
     let mut bytes = read_maybe_gz(path)?;
-    if bytes.len() < 4 {
+    let Some(&[m0, m1, m2, m3]) = bytes.first_chunk::<4>() else {
         return Err(DataError::truncated(
             path,
             0,
             "IDX magic number needs 4 bytes",
         ));
-    }
-    if bytes[0] != 0 || bytes[1] != 0 {
+    };
+    if m0 != 0 || m1 != 0 {
         return Err(DataError::malformed(
             path,
             0,
             format!(
                 "not an IDX file (magic {:02x} {:02x} {:02x} {:02x})",
-                bytes[0], bytes[1], bytes[2], bytes[3]
+                m0, m1, m2, m3
             ),
         ));
     }
-    if bytes[2] != 0x08 {
+    if m2 != 0x08 {
         return Err(DataError::malformed(
             path,
             2,
             format!(
                 "element type 0x{:02x}, only unsigned bytes (0x08) are supported",
-                bytes[2]
+                m2
             ),
         ));
     }
-    let ndim = usize::from(bytes[3]);
+    let ndim = usize::from(m3);
     if ndim != dims_wanted {
         return Err(DataError::malformed(
             path,
@@ -55,16 +55,18 @@ fn parse_idx(path: &Path, dims_wanted: usize) -> Result<Idx, DataError> {
         ));
     }
     let start = 4 + 4 * ndim;
-    if bytes.len() < start {
+    let Some(header) = bytes.get(4..start) else {
         return Err(DataError::truncated(
             path,
             bytes.len() as u64,
             format!("header of {ndim} dimensions needs {start} bytes"),
         ));
-    }
-    let dims: Vec<usize> = bytes[4..start]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+    };
+    let dims: Vec<usize> = header
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|c| u32::from_be_bytes(*c) as usize)
         .collect();
     let want = dims
         .iter()
@@ -106,24 +108,35 @@ pub fn load_idx_pair(
 ) -> Result<Dataset, DataError> {
     let img = parse_idx(images, 3)?;
     let lab = parse_idx(labels, 1)?;
-    let (n, h, w) = (img.dims[0], img.dims[1], img.dims[2]);
-    if lab.dims[0] != n {
+    // parse_idx checked the number of dimensions (3 and 1).
+    let &[n, h, w] = img.dims.as_slice() else {
+        return Err(DataError::malformed(images, 3, "expected 3 dimensions"));
+    };
+    let &[label_count] = lab.dims.as_slice() else {
+        return Err(DataError::malformed(labels, 3, "expected 1 dimension"));
+    };
+    if label_count != n {
         return Err(DataError::invalid(
             labels,
             format!(
                 "{} labels for the {n} images of {}",
-                lab.dims[0],
+                label_count,
                 images.display()
             ),
         ));
     }
     let max = lab.data.iter().copied().max().map_or(0, usize::from);
     let classes = classes.unwrap_or(max + 1);
-    if let Some(i) = lab.data.iter().position(|&l| usize::from(l) >= classes) {
+    if let Some((i, l)) = lab
+        .data
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| usize::from(l) >= classes)
+    {
         return Err(DataError::malformed(
             labels,
             (lab.start + i) as u64,
-            format!("label {} is not below {classes}", lab.data[i]),
+            format!("label {l} is not below {classes}"),
         ));
     }
     Ok(Dataset::new(

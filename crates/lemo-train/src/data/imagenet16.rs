@@ -92,7 +92,11 @@ fn load_batch(path: &Path, images: &mut Vec<u8>, labels: &mut Vec<u32>) -> Resul
         }
         if l as usize <= IMAGENET16_CLASSES {
             labels.push((l - 1) as u32);
-            images.extend_from_slice(&data.data[i * PIXELS..(i + 1) * PIXELS]);
+            let image = data
+                .data
+                .get(i * PIXELS..(i + 1) * PIXELS)
+                .ok_or_else(|| DataError::invalid(path, format!("image {i} is missing")))?;
+            images.extend_from_slice(image);
         }
     }
     Ok(())

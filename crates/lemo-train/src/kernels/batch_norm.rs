@@ -58,6 +58,8 @@ fn plane(shape: &NormShape, n: usize, c: usize) -> std::ops::Range<usize> {
 ///
 /// # Panics
 /// When a slice length disagrees with the shape.
+// The lengths are asserted against the shape first: c < channels and every plane lies in x.
+#[allow(clippy::indexing_slicing)]
 pub fn forward(
     shape: &NormShape,
     x: &[f32],
@@ -124,7 +126,8 @@ pub struct NormGrads {
 ///
 /// # Panics
 /// When a slice length disagrees with the shape.
-#[allow(clippy::too_many_arguments)]
+// The lengths are asserted against the shape first: c < channels and every plane lies in x, dy.
+#[allow(clippy::too_many_arguments, clippy::indexing_slicing)]
 pub fn backward(
     shape: &NormShape,
     x: &[f32],

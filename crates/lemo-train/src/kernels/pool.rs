@@ -49,6 +49,8 @@ pub struct PoolForward {
 ///
 /// # Panics
 /// When the input length disagrees with the geometry or the window does not fit.
+// The documented panic; every index is inside a plane whose length the assertions checked.
+#[allow(clippy::panic, clippy::indexing_slicing)]
 pub fn forward(g: &PoolGeometry, x: &[f32]) -> PoolForward {
     let [oh, ow] = g
         .output()
@@ -97,6 +99,8 @@ pub fn forward(g: &PoolGeometry, x: &[f32]) -> PoolForward {
 ///
 /// # Panics
 /// When a length disagrees with the geometry.
+// The documented panic (a window that does not fit).
+#[allow(clippy::panic)]
 pub fn backward(g: &PoolGeometry, argmax: &[u32], dy: &[f32]) -> Vec<f32> {
     let [oh, ow] = g
         .output()
