@@ -1,17 +1,18 @@
-//! End to end on real CIFAR-10 (the shared JPEG copy): the whole discovery loop with the offline
+//! End to end on real CIFAR-10 (the shared JPEG copy, or the binary version): the whole discovery loop with the offline
 //! architect, two iterations on a small stratified sample, one epoch each, the final training,
 //! energy measured (or estimated, and labelled so), the report.
 //!
 //! The data comes from `$LEMO_TEST_DATA/cifar10-jpeg` (default `target/test-data/cifar10-jpeg`),
 //! unpacked from `../shared/data/cifar10-jpeg.tar.gz` (or `$LEMO_SHARED_DATA`) on first use, as
-//! `scripts/fetch-test-data.sh` does. Missing data fails the test and says how to get it.
+//! `scripts/fetch-test-data.sh` does; without a shared copy, from the binary version that script
+//! downloads into `$LEMO_TEST_DATA/cifar-10`. Missing data fails the test and says how to get it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lemo::event::DataSummary;
 use lemo::{Discovery, IterationOutcome, RunConfig, RunData, RunDir};
 use lemo_train::data::download::unpack_tar_gz;
-use lemo_train::data::{Splits, load_image_folder};
+use lemo_train::data::{DatasetSpec, Splits};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -19,29 +20,34 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn cifar10_jpeg() -> Result<PathBuf, Box<dyn std::error::Error>> {
+fn cifar10() -> Result<DatasetSpec, Box<dyn std::error::Error>> {
     let cache = std::env::var_os("LEMO_TEST_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/test-data"));
     let dir = cache.join("cifar10-jpeg");
-    if dir.join("train").is_dir() {
-        return Ok(dir);
-    }
     let shared = std::env::var_os("LEMO_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared/data"));
     let tarball = shared.join("cifar10-jpeg.tar.gz");
-    if !tarball.exists() {
-        return Err(format!(
-            "real CIFAR-10 is missing: neither {} nor {} exists; run scripts/fetch-test-data.sh \
-             (or set LEMO_SHARED_DATA to the folder holding cifar10-jpeg.tar.gz)",
-            dir.display(),
-            tarball.display()
-        )
-        .into());
+    let binary = cache.join("cifar-10");
+    if !dir.join("train").is_dir() {
+        if !tarball.exists() && binary.is_dir() {
+            return Ok(DatasetSpec::Cifar10 { dir: binary });
+        }
+        if !tarball.exists() {
+            return Err(format!(
+                "real CIFAR-10 is missing: none of {}, {} or {} exists; run \
+                 scripts/fetch-test-data.sh (it downloads the binary version when there is no \
+                 shared copy), or set LEMO_SHARED_DATA to the folder holding cifar10-jpeg.tar.gz",
+                dir.display(),
+                tarball.display(),
+                binary.display()
+            )
+            .into());
+        }
+        unpack_tar_gz(&tarball, &dir)?;
     }
-    unpack_tar_gz(&tarball, &dir)?;
-    Ok(dir)
+    Ok(DatasetSpec::ImageFolder { dir, size: None })
 }
 
 const CONFIG: &str = r#"
@@ -76,9 +82,9 @@ iterations = 2
 enabled = true
 "#;
 
-fn sample(dir: &Path) -> Result<RunData, Box<dyn std::error::Error>> {
-    let (train, test) = load_image_folder(dir, None)?;
-    let test = test.ok_or("the CIFAR-10 copy has no test/ folder")?;
+fn sample(spec: &DatasetSpec) -> Result<RunData, Box<dyn std::error::Error>> {
+    let (train, test) = spec.load_raw()?;
+    let test = test.ok_or("the CIFAR-10 copy has no test split")?;
     // 6% of the training images (3,000), 9:1 into train/validation; 500 test images.
     let (train, val) = train.fraction(0.06, 1).split(0.1, 1);
     let test = test.fraction(0.05, 1);
@@ -103,7 +109,7 @@ fn sample(dir: &Path) -> Result<RunData, Box<dyn std::error::Error>> {
 
 #[test]
 fn discovery_on_real_cifar10_end_to_end() -> TestResult {
-    let data = sample(&cifar10_jpeg()?)?;
+    let data = sample(&cifar10()?)?;
     assert_eq!(data.summary.shape, [3, 32, 32]);
     assert_eq!(data.summary.classes, 10);
     let config = RunConfig::from_toml_str(CONFIG)?;

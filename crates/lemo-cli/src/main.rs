@@ -6,6 +6,7 @@
 //! lemo report RUN_DIR           rewrite report.md and plots from the journal
 //! lemo arch check FILE          validate and summarise a network file (IR JSON or LLM answer)
 //! lemo data inspect SPEC        load a dataset and print its sizes
+//! lemo data download NAME DIR   fetch cifar10 / cifar100 / fashion-mnist, checksummed
 //! ```
 //!
 //! Exit codes: 0 success, 1 unexpected error, 2 bad configuration or input (an invalid network
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lemo::{Discovery, LemoError, RunConfig, RunDir, RunHistory, write_report};
 use lemo_arch::{Limits, Task, parse_answer};
-use lemo_train::data::DatasetSpec;
+use lemo_train::data::{DatasetSpec, Downloader, RemoteDataset};
 
 /// LeMo-NADe: LLM-guided neural architecture discovery for edge devices.
 #[derive(Debug, Parser)]
@@ -97,6 +98,14 @@ enum DataCommand {
     Inspect {
         /// The dataset.
         spec: String,
+    },
+    /// Download a dataset from its official address into DIR (only what is missing), check
+    /// its published checksum, unpack it and print the SPEC that loads it.
+    Download {
+        /// `cifar10`, `cifar100` or `fashion-mnist`.
+        name: String,
+        /// The folder it goes under (as `DIR/cifar-10`, `DIR/cifar-100`, `DIR/fashion-mnist`).
+        dir: PathBuf,
     },
 }
 
@@ -292,6 +301,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 if counts.len() > 20 { " ..." } else { "" }
             );
             println!("mean pixel: {:.2}", train.mean_pixel());
+            Ok(())
+        }
+        Command::Data {
+            command: DataCommand::Download { name, dir },
+        } => {
+            let ds = match name.as_str() {
+                "cifar10" => RemoteDataset::Cifar10,
+                "cifar100" => RemoteDataset::Cifar100,
+                "fashion-mnist" => RemoteDataset::FashionMnist,
+                _ => {
+                    return Err(fail(
+                        2,
+                        format!("unknown dataset {name:?}: cifar10, cifar100 or fashion-mnist"),
+                    ));
+                }
+            };
+            eprintln!(
+                "fetching {name} from {} into {}",
+                ds.home_url(),
+                dir.display()
+            );
+            let spec = Downloader::new(&dir)
+                .fetch(ds)
+                .map_err(|e| fail(3, format!("data: {e}")))?;
+            println!("{}:{}", spec.kind(), dir.join(ds.folder()).display());
             Ok(())
         }
     }

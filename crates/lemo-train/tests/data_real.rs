@@ -1,8 +1,9 @@
-//! Real data: CIFAR-10 (the shared JPEG copy, through the image-folder loader) and
-//! Fashion-MNIST (Debian's `dataset-fashion-mnist`, through the IDX loader).
+//! Real data: CIFAR-10 (the shared JPEG copy through the image-folder loader, or else the
+//! binary version from its official address through the CIFAR loader) and Fashion-MNIST
+//! (Debian's `dataset-fashion-mnist`, through the IDX loader).
 //!
-//! `scripts/fetch-test-data.sh` installs / unpacks both; when the data is missing these tests
-//! fail and say so (they never pass silently).
+//! `scripts/fetch-test-data.sh` installs / unpacks / downloads them; when the data is missing
+//! these tests fail and say so (they never pass silently).
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -24,37 +25,44 @@ fn shared_data() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("../shared/data"))
 }
 
-/// The unpacked CIFAR-10 JPEG folder, unpacking the shared tarball on first use (atomically).
-fn cifar10_jpeg() -> PathBuf {
+/// Real CIFAR-10: the unpacked JPEG folder (unpacking the shared tarball on first use,
+/// atomically), else the binary version `scripts/fetch-test-data.sh` downloads into
+/// `$LEMO_TEST_DATA/cifar-10` where there is no shared copy.
+fn cifar10() -> DatasetSpec {
     let cache = std::env::var_os("LEMO_TEST_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/test-data"));
     let dir = cache.join("cifar10-jpeg");
-    if dir.join("train").is_dir() {
-        return dir;
-    }
     let tarball = shared_data().join("cifar10-jpeg.tar.gz");
-    assert!(
-        tarball.exists(),
-        "real CIFAR-10 is missing: neither {} nor {} exists; run {FETCH} \
-         (or set LEMO_SHARED_DATA to the folder holding cifar10-jpeg.tar.gz)",
-        dir.display(),
-        tarball.display()
-    );
-    unpack_tar_gz(&tarball, &dir).unwrap();
-    dir
+    let binary = cache.join("cifar-10");
+    if !dir.join("train").is_dir() && !tarball.exists() && binary.is_dir() {
+        return DatasetSpec::Cifar10 { dir: binary };
+    }
+    if !dir.join("train").is_dir() {
+        assert!(
+            tarball.exists(),
+            "real CIFAR-10 is missing: none of {}, {} or {} exists; run {FETCH} (it downloads \
+             the binary version when there is no shared copy), or set LEMO_SHARED_DATA to the \
+             folder holding cifar10-jpeg.tar.gz",
+            dir.display(),
+            tarball.display(),
+            binary.display()
+        );
+        unpack_tar_gz(&tarball, &dir).unwrap();
+    }
+    DatasetSpec::ImageFolder { dir, size: None }
 }
 
 #[test]
-fn real_cifar10_jpeg_folder() {
-    let dir = cifar10_jpeg();
+fn real_cifar10_jpeg_folder_or_binary() {
+    let spec = cifar10();
     let start = Instant::now();
-    let spec = DatasetSpec::ImageFolder { dir, size: None };
     let (train, test) = spec.load_raw().unwrap();
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "decoded {} CIFAR-10 JPEGs in {secs:.2} s ({:.0} images/s, {} threads)",
+        "loaded {} CIFAR-10 images ({}) in {secs:.2} s ({:.0} images/s, {} threads)",
         train.len() + test.as_ref().map_or(0, |t| t.len()),
+        spec.kind(),
         (train.len() + test.as_ref().map_or(0, |t| t.len())) as f64 / secs,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );

@@ -47,8 +47,11 @@ impl NdArray {
             "i8" => (true, 8),
             _ => return None,
         };
-        let n: usize = self.shape.iter().product();
-        if self.data.len() != n * size {
+        let n = self
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))?;
+        if n.checked_mul(size) != Some(self.data.len()) {
             return None;
         }
         Some(
@@ -242,6 +245,8 @@ impl<'a> Reader<'a> {
 struct Machine {
     objs: Vec<Obj>,
     stack: Vec<Id>,
+    /// Stack depths at each open MARK. The top one is a fence: no opcode may take items below
+    /// it except those that close the MARK (as CPython's unpickler).
     marks: Vec<usize>,
     memo: HashMap<u64, Id>,
 }
@@ -251,6 +256,47 @@ impl Machine {
         self.objs.push(o);
         self.stack.push(self.objs.len() - 1);
     }
+
+    /// The stack depth below which the innermost open MARK protects the items.
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    /// The top item, `None` when the stack above the fence is empty.
+    fn top(&self) -> Option<Id> {
+        (self.stack.len() > self.fence())
+            .then(|| self.stack.last().copied())
+            .flatten()
+    }
+
+    /// Pop the top item, `None` when the stack above the fence is empty.
+    fn pop(&mut self) -> Option<Id> {
+        if self.stack.len() > self.fence() {
+            self.stack.pop()
+        } else {
+            None
+        }
+    }
+
+    /// Pop the top `n` items (in stack order), `None` when fewer are above the fence.
+    fn pop_n(&mut self, n: usize) -> Option<Vec<Id>> {
+        let start = self.stack.len().checked_sub(n)?;
+        (start >= self.fence()).then(|| self.stack.split_off(start))
+    }
+
+    /// Close the innermost MARK: the items pushed since, `None` without a MARK. The fence keeps
+    /// the MARK's depth within the stack, so this never reaches below it.
+    fn pop_mark(&mut self) -> Option<Vec<Id>> {
+        let k = self.marks.pop()?;
+        let k = k.min(self.stack.len());
+        Some(self.stack.split_off(k))
+    }
+}
+
+/// Upper bound on the values one pickle may expand to (each value counts 1, each text byte
+/// 1): shared references (memo gets) can otherwise repeat one object exponentially often.
+fn expansion_budget(input_len: usize) -> usize {
+    input_len.saturating_mul(16).saturating_add(1 << 20)
 }
 
 /// Parse one pickle (up to its STOP opcode).
@@ -268,8 +314,9 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
         let underflow = |r: &Reader<'_>| r.err(at, format!("opcode 0x{op:02x}: stack underflow"));
         match op {
             b'.' => {
-                let top = *m.stack.last().ok_or_else(|| underflow(&r))?;
-                return convert(&m.objs, top, 0).map_err(|what| r.err(at, what));
+                let top = m.top().ok_or_else(|| underflow(&r))?;
+                let mut budget = expansion_budget(buf.len());
+                return convert(&m.objs, top, 0, &mut budget).map_err(|what| r.err(at, what));
             }
             0x80 => {
                 let v = r.u8()?;
@@ -282,17 +329,17 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
             }
             b'(' => m.marks.push(m.stack.len()),
             b'0' => {
-                m.stack.pop().ok_or_else(|| underflow(&r))?;
+                // POP at a MARK pops the MARK (protocol 0 writes this for recursive tuples).
+                if m.pop().is_none() {
+                    m.pop_mark().ok_or_else(|| underflow(&r))?;
+                }
             }
             b'1' => {
-                let k = m
-                    .marks
-                    .pop()
+                m.pop_mark()
                     .ok_or_else(|| r.err(at, "POP_MARK without MARK"))?;
-                m.stack.truncate(k);
             }
             b'2' => {
-                let top = *m.stack.last().ok_or_else(|| underflow(&r))?;
+                let top = m.top().ok_or_else(|| underflow(&r))?;
                 m.stack.push(top);
             }
             b'N' => m.push(Obj::None),
@@ -376,11 +423,9 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
             b'}' => m.push(Obj::Dict(Vec::new())),
             0x8f => m.push(Obj::List(Vec::new())), // EMPTY_SET, kept as a list
             b'l' | b't' | b'd' | 0x91 => {
-                let k = m
-                    .marks
-                    .pop()
+                let items = m
+                    .pop_mark()
                     .ok_or_else(|| r.err(at, "container without MARK"))?;
-                let items = m.stack.split_off(k);
                 let o = match op {
                     b'd' => Obj::Dict(pairs(&items).ok_or_else(|| r.err(at, "odd dict items"))?),
                     b't' => Obj::Tuple(items),
@@ -390,45 +435,33 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
             }
             0x85..=0x87 => {
                 let n = usize::from(op - 0x84);
-                if m.stack.len() < n {
-                    return Err(underflow(&r));
-                }
-                let items = m.stack.split_off(m.stack.len() - n);
+                let items = m.pop_n(n).ok_or_else(|| underflow(&r))?;
                 m.push(Obj::Tuple(items));
             }
             b'a' | b'e' | 0x90 => {
                 let items = if op == b'a' {
-                    vec![m.stack.pop().ok_or_else(|| underflow(&r))?]
+                    vec![m.pop().ok_or_else(|| underflow(&r))?]
                 } else {
-                    let k = m
-                        .marks
-                        .pop()
-                        .ok_or_else(|| r.err(at, "APPENDS without MARK"))?;
-                    m.stack.split_off(k)
+                    m.pop_mark()
+                        .ok_or_else(|| r.err(at, "APPENDS without MARK"))?
                 };
-                let target = *m.stack.last().ok_or_else(|| underflow(&r))?;
-                match &mut m.objs[target] {
-                    Obj::List(l) => l.extend(items),
+                let target = m.top().ok_or_else(|| underflow(&r))?;
+                match m.objs.get_mut(target) {
+                    Some(Obj::List(l)) => l.extend(items),
                     _ => return Err(r.err(at, "append to something that is not a list")),
                 }
             }
             b's' | b'u' => {
                 let items = if op == b's' {
-                    if m.stack.len() < 2 {
-                        return Err(underflow(&r));
-                    }
-                    m.stack.split_off(m.stack.len() - 2)
+                    m.pop_n(2).ok_or_else(|| underflow(&r))?
                 } else {
-                    let k = m
-                        .marks
-                        .pop()
-                        .ok_or_else(|| r.err(at, "SETITEMS without MARK"))?;
-                    m.stack.split_off(k)
+                    m.pop_mark()
+                        .ok_or_else(|| r.err(at, "SETITEMS without MARK"))?
                 };
                 let p = pairs(&items).ok_or_else(|| r.err(at, "odd dict items"))?;
-                let target = *m.stack.last().ok_or_else(|| underflow(&r))?;
-                match &mut m.objs[target] {
-                    Obj::Dict(d) => d.extend(p),
+                let target = m.top().ok_or_else(|| underflow(&r))?;
+                match m.objs.get_mut(target) {
+                    Some(Obj::Dict(d)) => d.extend(p),
                     _ => return Err(r.err(at, "set item on something that is not a dict")),
                 }
             }
@@ -438,13 +471,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
                 m.push(Obj::Global(module, name));
             }
             0x93 => {
-                if m.stack.len() < 2 {
+                let [module, name] = m.pop_n(2).ok_or_else(|| underflow(&r))?[..] else {
                     return Err(underflow(&r));
-                }
-                let name = m.stack.pop().unwrap_or_default();
-                let module = m.stack.pop().unwrap_or_default();
-                match (&m.objs[module], &m.objs[name]) {
-                    (Obj::Str(a), Obj::Str(b)) => {
+                };
+                match (m.objs.get(module), m.objs.get(name)) {
+                    (Some(Obj::Str(a)), Some(Obj::Str(b))) => {
                         let g = Obj::Global(a.clone(), b.clone());
                         m.push(g);
                     }
@@ -453,13 +484,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
             }
             b'R' | 0x81 | 0x92 => {
                 if op == 0x92 {
-                    m.stack.pop().ok_or_else(|| underflow(&r))?; // kwargs
+                    m.pop().ok_or_else(|| underflow(&r))?; // kwargs
                 }
-                if m.stack.len() < 2 {
+                let [callable, args] = m.pop_n(2).ok_or_else(|| underflow(&r))?[..] else {
                     return Err(underflow(&r));
-                }
-                let args = m.stack.pop().unwrap_or_default();
-                let callable = m.stack.pop().unwrap_or_default();
+                };
                 m.push(Obj::Object {
                     callable,
                     args,
@@ -467,10 +496,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
                 });
             }
             b'b' => {
-                let state = m.stack.pop().ok_or_else(|| underflow(&r))?;
-                let target = *m.stack.last().ok_or_else(|| underflow(&r))?;
-                match &mut m.objs[target] {
-                    Obj::Object { state: s, .. } => *s = Some(state),
+                let state = m.pop().ok_or_else(|| underflow(&r))?;
+                let target = m.top().ok_or_else(|| underflow(&r))?;
+                match m.objs.get_mut(target) {
+                    Some(Obj::Object { state: s, .. }) => *s = Some(state),
                     _ => return Err(r.err(at, "BUILD on something that is not an object")),
                 }
             }
@@ -485,7 +514,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
                     b'r' => u64::from(u32::from_le_bytes(r.le::<4>()?)),
                     _ => m.memo.len() as u64,
                 };
-                let top = *m.stack.last().ok_or_else(|| underflow(&r))?;
+                let top = m.top().ok_or_else(|| underflow(&r))?;
                 m.memo.insert(key, top);
             }
             b'g' | b'h' | b'j' => {
@@ -523,12 +552,25 @@ fn pairs(items: &[Id]) -> Option<Vec<(Id, Id)>> {
 
 const MAX_DEPTH: usize = 64;
 
-fn convert(objs: &[Obj], id: Id, depth: usize) -> Result<Value, String> {
+/// The value of object `id`, spending one unit of `budget` per value and one per text byte.
+fn convert(objs: &[Obj], id: Id, depth: usize, budget: &mut usize) -> Result<Value, String> {
     if depth > MAX_DEPTH {
         return Err("pickle nests too deep (or refers to itself)".into());
     }
-    let c = |i: Id| convert(objs, i, depth + 1);
-    Ok(match &objs[id] {
+    let obj = objs
+        .get(id)
+        .ok_or_else(|| format!("reference to object {id} that does not exist"))?;
+    let cost = match obj {
+        Obj::Str(s) => 1 + s.len(),
+        Obj::Global(a, b) => 1 + a.len() + b.len(),
+        _ => 1,
+    };
+    *budget = budget.checked_sub(cost).ok_or_else(|| {
+        "pickle expands to far more values than its size (a shared object repeated too often)"
+            .to_string()
+    })?;
+    let mut c = |i: Id| convert(objs, i, depth + 1, budget);
+    Ok(match obj {
         Obj::None => Value::None,
         Obj::Bool(b) => Value::Bool(*b),
         Obj::Int(i) => Value::Int(*i),
@@ -552,7 +594,7 @@ fn convert(objs: &[Obj], id: Id, depth: usize) -> Result<Value, String> {
                 return Err("object made by something that is not a global".into());
             };
             let args = c(*args)?;
-            let state = state.map(c).transpose()?;
+            let state = state.map(&mut c).transpose()?;
             rebuild(&module, &name, args, state)?
         }
     })
@@ -657,6 +699,14 @@ fn array(shape: &Value, dtype: &Value, fortran: &Value, data: &Value) -> Result<
             _ => Err("numpy array dimension is not an integer".into()),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // The element count must fit in memory: without zero dimensions (so that every partial
+    // product a reader takes fits too) and at most one element per data byte.
+    let elements = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("numpy array shape {shape:?} overflows"))?;
+    let elements = if shape.contains(&0) { 0 } else { elements };
     let Value::Dtype(descr, big_endian) = dtype else {
         return Err(format!("numpy array dtype is a {}", dtype.kind()));
     };
@@ -671,6 +721,12 @@ fn array(shape: &Value, dtype: &Value, fortran: &Value, data: &Value) -> Result<
             data.kind()
         ));
     };
+    if elements > data.len() {
+        return Err(format!(
+            "numpy array shape {shape:?} needs more than its {} data bytes",
+            data.len()
+        ));
+    }
     Ok(Value::Array(NdArray {
         descr: descr.clone(),
         big_endian: *big_endian,
@@ -792,6 +848,64 @@ mod tests {
         // os.system is never called: it is only recorded as an object.
         assert_eq!(e, Ok("object made by os.system".to_string()));
         assert!(parse(b"\x80\x02\xffN.").is_err());
+    }
+
+    #[test]
+    fn popping_past_a_mark_is_an_error_not_a_panic() {
+        // None, MARK, POP (pops the MARK, as CPython does), LIST: no MARK left.
+        let e = parse(b"N(0l.").expect_err("malformed");
+        assert_eq!(e.offset, 3);
+        assert!(!e.truncated);
+        assert!(e.what.contains("MARK"), "{}", e.what);
+        // items below an open MARK are out of reach of every other opcode
+        for p in [
+            &b"N(a."[..],
+            b"]((e.",
+            b"}NN(s.",
+            b"N(\x85.",
+            b"N(2.",
+            b"N(p0\n.",
+            b"N(b.",
+            b"NN(R.",
+            b"N(.",
+        ] {
+            let e = parse(p).expect_err("malformed");
+            assert!(e.what.contains("underflow"), "{p:?}: {}", e.what);
+        }
+        // protocol 0's recursive tuples: POP the items, then POP the MARK
+        assert_eq!(parse(b"N(NN000."), Ok(Value::None));
+    }
+
+    #[test]
+    fn shared_references_cannot_expand_exponentially() {
+        // t0 = (None, None); t1 = (t0, t0); ... 60 levels: 2^60 values if expanded naively
+        let mut p = b"NN\x86\x94".to_vec();
+        for i in 0..60u8 {
+            p.extend_from_slice(&[b'h', i, b'h', i, 0x86, 0x94]);
+        }
+        p.push(b'.');
+        let e = parse(&p).expect_err("refused");
+        assert!(e.what.contains("expands"), "{}", e.what);
+    }
+
+    #[test]
+    fn array_shapes_must_fit_their_data() {
+        // numpy.core.multiarray._reconstruct with state (shape, dtype, fortran, data)
+        let array = |shape: &[u8]| {
+            let mut p = b"cnumpy.core.multiarray\n_reconstruct\n)R(".to_vec();
+            p.extend_from_slice(shape);
+            p.extend_from_slice(b"cnumpy\ndtype\n(Vu1\ntR\x89C\x04\x01\x02\x03\x04tb.");
+            parse(&p)
+        };
+        assert!(matches!(array(b"K\x02K\x02\x86"), Ok(Value::Array(_))));
+        let e = array(b"K\x02K\x03\x86").expect_err("too small");
+        assert!(e.what.contains("needs more"), "{}", e.what);
+        let huge = b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40";
+        let mut shape = huge.to_vec();
+        shape.extend_from_slice(huge);
+        shape.push(0x86);
+        let e = array(&shape).expect_err("overflows");
+        assert!(e.what.contains("overflows"), "{}", e.what);
     }
 
     #[test]

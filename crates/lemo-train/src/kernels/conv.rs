@@ -6,7 +6,7 @@
 //! layout conversion happens anywhere: this is what makes it faster than a layout-converting
 //! implementation on small images (see docs/performance.md).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::ops::Range;
 
 use gemm::Parallelism;
@@ -69,17 +69,26 @@ impl ConvGeometry {
 
 thread_local! {
     /// Per-thread im2col scratch, reused across calls so no page is faulted in twice.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
+/// Runs `f` on `len` elements of this thread's scratch. The buffer is taken out of the
+/// thread-local for the call and put back after it, so nothing is borrowed across `f`: a rayon
+/// worker that, blocked in `f`'s parallel gemm, steals another convolution's job finds the
+/// slot empty and uses a buffer of its own (which it then hands back; the larger one stays).
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        if buf.len() < len {
-            buf.resize(len, 0.0);
-        }
-        f(&mut buf[..len])
-    })
+    let mut buf = SCRATCH.take();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let out = f(&mut buf[..len]);
+    let nested = SCRATCH.take();
+    SCRATCH.set(if nested.len() > buf.len() {
+        nested
+    } else {
+        buf
+    });
+    out
 }
 
 /// The valid output columns `[lo, hi)` of one kernel column: those where
@@ -671,6 +680,74 @@ mod tests {
         let dx = grads.x.expect("asked for");
         assert!((dot(&dx, &x) - reference).abs() < 1e-3 * (1.0 + reference.abs()));
         assert!((dot(&grads.weight, &w) - reference).abs() < 1e-3 * (1.0 + reference.abs()));
+    }
+
+    /// What a work-stealing rayon worker does: start a convolution while its own is inside
+    /// `with_scratch` on the same thread. Each call gets a buffer of its own.
+    #[test]
+    fn nested_scratch_use_on_one_thread_gets_its_own_buffer() {
+        let inner_sum = with_scratch(64, |outer| {
+            outer.fill(1.0);
+            let inner_sum = with_scratch(32, |inner| {
+                inner.fill(2.0);
+                inner.iter().sum::<f32>()
+            });
+            assert!(
+                outer.iter().all(|&v| v == 1.0),
+                "the nested call wrote here"
+            );
+            inner_sum
+        });
+        assert_eq!(inner_sum, 64.0);
+        // and the buffer is still reused afterwards
+        with_scratch(16, |b| assert_eq!(b.len(), 16));
+    }
+
+    /// A rayon worker blocked in a parallel gemm steals other jobs, possibly another
+    /// convolution: many convolutions at once from the tasks of a small pool (batch 1, so each
+    /// gemm is parallel too) must neither panic (a re-borrowed scratch) nor mix up results.
+    #[test]
+    fn concurrent_convolutions_in_rayon_tasks_do_not_share_scratch() {
+        // gemm goes parallel above 48 x 48 x 256 multiply-adds: here 128 x 256 x 288
+        let g = ConvGeometry {
+            batch: 1,
+            c_in: 32,
+            h: 16,
+            w: 16,
+            c_out: 128,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad_begin: [1, 1],
+            pad_end: [1, 1],
+            dilation: [1, 1],
+        };
+        let w = values(g.c_out * g.k(), 7);
+        let inputs: Vec<Vec<f32>> = (0..32)
+            .map(|i| values(g.c_in * g.h * g.w, 100 + i))
+            .collect();
+        let serial = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        let want: Vec<Vec<f32>> = serial.install(|| {
+            inputs
+                .iter()
+                .map(|x| forward(&g, x, &w, None, false))
+                .collect()
+        });
+        for threads in [2, 3, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            pool.install(|| {
+                inputs.par_iter().zip(&want).for_each(|(x, want)| {
+                    close(&forward(&g, x, &w, None, false), want);
+                    let grads = backward(&g, x, &w, want, true);
+                    assert!(grads.x.is_some_and(|d| d.iter().all(|v| v.is_finite())));
+                });
+            });
+        }
     }
 
     #[test]
