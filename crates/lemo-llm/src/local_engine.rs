@@ -17,6 +17,8 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use std::io::Read;
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -282,13 +284,14 @@ impl LocalChat {
             }
             None => None,
         };
-        let mut chain = Vec::new();
-        if let Some(g) = &grammar {
-            chain.push(
+        let mut grammar_sampler = match &grammar {
+            Some(g) => Some(
                 LlamaSampler::grammar(&self.model, g, "root")
                     .map_err(|e| self.error(format!("grammar: {e}")))?,
-            );
-        }
+            ),
+            None => None,
+        };
+        let mut chain = Vec::new();
         let temperature = request.temperature.unwrap_or(self.config.temperature);
         if temperature <= 0.0 {
             chain.push(LlamaSampler::greedy());
@@ -335,7 +338,12 @@ impl LocalChat {
         let mut generated = 0u32;
         let mut finished = false;
         while generated < max_tokens {
-            let token = sampler.sample(&ctx, batch.n_tokens() - 1);
+            let token = self.sample(
+                &ctx,
+                batch.n_tokens() - 1,
+                &mut sampler,
+                grammar_sampler.as_mut(),
+            )?;
             if vocab.is_eog(token) {
                 finished = true;
                 break;
@@ -378,6 +386,42 @@ impl LocalChat {
             },
             timings,
         ))
+    }
+}
+
+impl LocalChat {
+    /// One token, as llama.cpp's own common sampler does it: sample without the grammar, check
+    /// that one token against the grammar, and only when it is rejected apply the grammar to the
+    /// whole vocabulary and sample again (the grammar over ~50k tokens every step is slow).
+    fn sample(
+        &self,
+        ctx: &llama_cpp_2::context::LlamaContext<'_>,
+        idx: i32,
+        chain: &mut LlamaSampler,
+        grammar: Option<&mut LlamaSampler>,
+    ) -> Result<LlamaToken, LlmError> {
+        let mut candidates = ctx.token_data_array_ith(idx);
+        candidates.apply_sampler(chain);
+        let mut token = candidates
+            .selected_token()
+            .ok_or_else(|| self.error("the sampler selected no token"))?;
+        if let Some(g) = grammar {
+            let mut single =
+                LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
+            single.apply_sampler(g);
+            let allowed = single.data.first().is_some_and(|d| d.logit().is_finite());
+            if !allowed {
+                let mut candidates = ctx.token_data_array_ith(idx);
+                candidates.apply_sampler(g);
+                candidates.apply_sampler(chain);
+                token = candidates
+                    .selected_token()
+                    .ok_or_else(|| self.error("the grammar allows no token here"))?;
+            }
+            g.accept(token);
+        }
+        chain.accept(token);
+        Ok(token)
     }
 }
 
