@@ -56,7 +56,8 @@ else
     if ! (cd "$root" && cargo run --quiet -p lemo-cli -- data download cifar10 "$cache" >/dev/null); then
         cat >&2 <<EOF
 fetch-test-data: cannot get CIFAR-10: there is no shared copy and the download failed (the
-error is above; no network?). Do one of these, then run scripts/test again:
+error is above: no network, or the lemo CLI did not build). Do one of these, then run
+scripts/test again:
   - put the CIFAR-10 JPEG tarball at $tarball
     (or set LEMO_SHARED_DATA to the folder holding cifar10-jpeg.tar.gz; it holds
     train/<class>/*.jpg and test/<class>/*.jpg), or
