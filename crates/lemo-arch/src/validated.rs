@@ -28,6 +28,8 @@ pub struct ValidatedGraph {
     task: Task,
     #[serde(skip)]
     analysis: Analysis,
+    #[serde(skip)]
+    hash: String,
 }
 
 impl ValidatedGraph {
@@ -35,6 +37,7 @@ impl ValidatedGraph {
     pub fn new(graph: Graph, task: &Task) -> Result<Self, ArchError> {
         let analysis = graph.validate(task)?;
         Ok(Self {
+            hash: graph.canonical_hash(),
             graph,
             task: task.clone(),
             analysis,
@@ -61,9 +64,10 @@ impl ValidatedGraph {
         self.analysis.params
     }
 
-    /// The canonical hash of the network ([`Graph::canonical_hash`]).
-    pub fn canonical_hash(&self) -> String {
-        self.graph.canonical_hash()
+    /// The canonical hash of the network ([`Graph::canonical_hash`]), computed once at
+    /// validation.
+    pub fn canonical_hash(&self) -> &str {
+        &self.hash
     }
 
     /// The graph, task and analysis, taken apart.

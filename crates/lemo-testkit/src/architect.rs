@@ -37,21 +37,44 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Texts handed out in order, the last one repeated (empty when there are none).
+#[derive(Debug, Default)]
+struct Script {
+    answers: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl Script {
+    fn new<S: Into<String>>(answers: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            answers: answers.into_iter().map(Into::into).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let i = self.next.fetch_add(1, Ordering::SeqCst);
+        self.answers
+            .get(i.min(self.answers.len().saturating_sub(1)))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
 /// A chat model that answers from a script, in order (the last answer repeated), and records
 /// every request it is sent.
 #[derive(Debug, Default)]
 pub struct ScriptedChat {
-    answers: Vec<String>,
-    next: AtomicUsize,
+    script: Script,
     requests: Mutex<Vec<ChatRequest>>,
 }
 
 impl ScriptedChat {
-    /// A model that answers `answers` in turn (an empty answer once they are all used, if none).
+    /// A model that answers `answers` in turn (an empty answer when there are none).
     pub fn new<S: Into<String>>(answers: impl IntoIterator<Item = S>) -> Self {
         Self {
-            answers: answers.into_iter().map(Into::into).collect(),
-            ..Self::default()
+            script: Script::new(answers),
+            requests: Mutex::default(),
         }
     }
 
@@ -70,14 +93,8 @@ impl ChatModel for ScriptedChat {
             if let Ok(mut r) = self.requests.lock() {
                 r.push(request.clone());
             }
-            let i = self.next.fetch_add(1, Ordering::SeqCst);
-            let text = self
-                .answers
-                .get(i.min(self.answers.len().saturating_sub(1)))
-                .cloned()
-                .unwrap_or_default();
             Ok(ChatResponse {
-                text,
+                text: self.script.next(),
                 model: "scripted".into(),
                 ..ChatResponse::default()
             })
@@ -93,26 +110,19 @@ impl ChatModel for ScriptedChat {
 /// the last repeated; each answer is read as an LLM's would be ([`read_answer`]).
 #[derive(Debug, Default)]
 pub struct ScriptedArchitect {
-    answers: Vec<String>,
-    next: AtomicUsize,
+    script: Script,
 }
 
 impl ScriptedArchitect {
     /// An architect that answers `answers` in turn.
     pub fn new<S: Into<String>>(answers: impl IntoIterator<Item = S>) -> Self {
         Self {
-            answers: answers.into_iter().map(Into::into).collect(),
-            next: AtomicUsize::new(0),
+            script: Script::new(answers),
         }
     }
 
     fn answer(&self, brief: &TaskBrief, kind: ProposalKind) -> Proposal {
-        let i = self.next.fetch_add(1, Ordering::SeqCst);
-        let raw = self
-            .answers
-            .get(i.min(self.answers.len().saturating_sub(1)))
-            .cloned()
-            .unwrap_or_default();
+        let raw = self.script.next();
         Proposal {
             architect: "scripted (testkit)".into(),
             kind,

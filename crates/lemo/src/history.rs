@@ -4,7 +4,6 @@
 //! iteration that never closed (the process was killed) are ignored: that iteration runs again
 //! on resume, with the same seed.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use lemo_arch::Task;
@@ -108,6 +107,8 @@ pub struct RunHistory {
     pub search_finished: Option<(StopReason, Option<usize>)>,
     /// The final training's result, once finished.
     pub final_result: Option<FinalResult>,
+    /// The baseline's result (the first network, final recipe), once finished.
+    pub baseline: Option<FinalResult>,
     /// Whether the run finished.
     pub finished: bool,
     /// Times the run was resumed.
@@ -264,6 +265,7 @@ impl RunHistory {
                 } => h.search_finished = Some((reason.clone(), *best_iteration)),
                 Event::FinalStarted { .. } => {}
                 Event::FinalFinished { result } => h.final_result = Some((**result).clone()),
+                Event::BaselineFinished { result } => h.baseline = Some((**result).clone()),
                 Event::Warning { message } => h.warnings.push(message.clone()),
                 Event::RunFinished { .. } => h.finished = true,
             }
@@ -290,17 +292,16 @@ impl RunHistory {
         self.iterations.iter().map(|r| r.kwh).sum()
     }
 
-    /// Evaluations of earlier networks by canonical hash (first iteration that trained each).
-    pub fn evaluations_by_hash(&self) -> BTreeMap<String, (usize, Evaluation)> {
-        let mut map = BTreeMap::new();
-        for r in &self.iterations {
-            if let (IterationOutcome::Evaluated { hash, .. }, Some(ev)) =
-                (&r.outcome, &r.evaluation)
-            {
-                map.entry(hash.clone())
-                    .or_insert_with(|| (r.iteration, ev.clone()));
-            }
-        }
-        map
+    /// The evaluation of the network with this canonical hash: the first iteration that
+    /// trained it, and what it measured.
+    pub fn evaluation_of(&self, hash: &str) -> Option<(usize, &Evaluation)> {
+        self.iterations
+            .iter()
+            .find_map(|r| match (&r.outcome, &r.evaluation) {
+                (IterationOutcome::Evaluated { hash: h, .. }, Some(ev)) if h == hash => {
+                    Some((r.iteration, ev))
+                }
+                _ => None,
+            })
     }
 }

@@ -7,10 +7,8 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{FakeTrainer, digits, quick_config};
-use lemo::{Discovery, RunDir};
-use lemo_energy::NoMeter;
-use lemo_expert::PaperRuleBook;
+use common::{discovery, quick_config, widening_answer};
+use lemo::RunDir;
 use lemo_llm::{BoxFuture, ChatModel, ChatRequest, ChatResponse, LlmArchitect, LlmError};
 
 /// Spawns a long-lived task on its first request, as a connection pool does, and records at
@@ -41,12 +39,8 @@ impl ChatModel for Pooled {
             }
             let mut calls = self.calls.lock().unwrap();
             *calls += 1;
-            let filters = 4 + 2 * *calls;
             Ok(ChatResponse {
-                text: format!(
-                    r#"{{"nodes":[{{"id":"c","op":"conv2d","filters":{filters},"kernel":3,"padding":"same"}},
-                    {{"id":"r","op":"relu"}},{{"id":"g","op":"global_avg_pool"}},{{"id":"fc","op":"dense","units":10}}]}}"#
-                ),
+                text: widening_answer(*calls),
                 model: "pooled".into(),
                 ..ChatResponse::default()
             })
@@ -62,17 +56,9 @@ fn the_architect_keeps_one_runtime_for_the_whole_run() -> Result<(), Box<dyn std
     let tmp = tempfile::tempdir()?;
     let mut config = quick_config(3, tmp.path());
     config.final_training.enabled = false;
-    let data = digits(&config);
     let chat = std::sync::Arc::new(Pooled::default());
-    Discovery::new(
-        config,
-        Box::new(LlmArchitect::new(chat.clone())),
-        Box::new(FakeTrainer::default()),
-        Box::new(NoMeter),
-        Box::new(PaperRuleBook),
-    )
-    .with_data(data)
-    .discover_in(RunDir::new(tmp.path().join("run")))?;
+    discovery(config, Box::new(LlmArchitect::new(chat.clone())))
+        .discover_in(RunDir::new(tmp.path().join("run")))?;
     let alive = chat.alive.lock().unwrap().clone();
     assert!(alive.len() >= 2, "{alive:?}");
     assert!(

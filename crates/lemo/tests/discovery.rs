@@ -5,34 +5,15 @@
 mod common;
 
 use std::io::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{FakeTrainer, digits, quick_config};
+use common::{discovery, quick_config};
 use lemo::event::AnswerOutcome;
 use lemo::journal::{JournalWriter, read_journal};
-use lemo::{
-    Discovery, Event, IterationOutcome, RunConfig, RunDir, RunHistory, StopReason, render_report,
-};
-use lemo_energy::NoMeter;
-use lemo_expert::PaperRuleBook;
-use lemo_llm::{
-    Architect, BoxFuture, Feedback, LlmError, Proposal, ProposalKind, TaskBrief, read_answer,
-};
+use lemo::{Event, IterationOutcome, RunConfig, RunDir, RunHistory, StopReason, render_report};
+use lemo_llm::Architect;
+use lemo_testkit::ScriptedArchitect;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn discovery(config: RunConfig, architect: Box<dyn Architect>) -> Discovery {
-    let data = digits(&config);
-    Discovery::new(
-        config,
-        architect,
-        Box::new(FakeTrainer::default()),
-        Box::new(NoMeter),
-        Box::new(PaperRuleBook),
-    )
-    .with_data(data)
-}
 
 fn offline(config: &RunConfig) -> Box<dyn Architect> {
     config.architect.build().unwrap()
@@ -163,66 +144,6 @@ fn report_is_regenerated_from_the_journal_alone() -> TestResult {
     Ok(())
 }
 
-/// An architect that answers from a fixed list of raw texts, in order (the last repeats).
-struct Scripted {
-    answers: Vec<String>,
-    next: AtomicUsize,
-    kinds: Mutex<Vec<ProposalKind>>,
-}
-
-impl Scripted {
-    fn new(answers: &[&str]) -> Self {
-        Scripted {
-            answers: answers.iter().map(|s| s.to_string()).collect(),
-            next: AtomicUsize::new(0),
-            kinds: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn answer(&self, brief: &TaskBrief, kind: ProposalKind) -> Proposal {
-        let i = self.next.fetch_add(1, Ordering::SeqCst);
-        let raw = self.answers[i.min(self.answers.len() - 1)].clone();
-        self.kinds.lock().unwrap().push(kind);
-        Proposal {
-            architect: "scripted".into(),
-            kind,
-            prompt: Vec::new(),
-            outcome: read_answer(brief, &raw, false),
-            raw,
-            usage: None,
-            latency_ms: 0,
-            model: None,
-        }
-    }
-}
-
-impl Architect for Scripted {
-    fn name(&self) -> String {
-        "scripted".into()
-    }
-    fn propose_initial<'a>(
-        &'a self,
-        b: &'a TaskBrief,
-    ) -> BoxFuture<'a, Result<Proposal, LlmError>> {
-        Box::pin(async move { Ok(self.answer(b, ProposalKind::Initial)) })
-    }
-    fn propose_next<'a>(
-        &'a self,
-        b: &'a TaskBrief,
-        _f: &'a Feedback,
-    ) -> BoxFuture<'a, Result<Proposal, LlmError>> {
-        Box::pin(async move { Ok(self.answer(b, ProposalKind::Next)) })
-    }
-    fn repair<'a>(
-        &'a self,
-        b: &'a TaskBrief,
-        _failed: &'a Proposal,
-        _error: &'a str,
-    ) -> BoxFuture<'a, Result<Proposal, LlmError>> {
-        Box::pin(async move { Ok(self.answer(b, ProposalKind::Repair)) })
-    }
-}
-
 const NET: &str = r#"{"nodes":[{"id":"c","op":"conv2d","filters":8,"kernel":3,"padding":"same"},
   {"id":"r","op":"relu"},{"id":"g","op":"global_avg_pool"},{"id":"fc","op":"dense","units":10}]}"#;
 /// The same network written differently (explicit `in`, other ids): same canonical hash.
@@ -240,7 +161,7 @@ fn duplicates_get_a_novelty_round_then_reuse_results_and_broken_answers_get_repa
     let mut config = quick_config(3, tmp.path());
     config.final_training.enabled = false;
     let dir = RunDir::new(tmp.path().join("run"));
-    let arch = Scripted::new(&[NET, BROKEN, NET_AGAIN, NET]);
+    let arch = ScriptedArchitect::new([NET, BROKEN, NET_AGAIN, NET]);
     let s = discovery(config, Box::new(arch)).discover_in(dir.clone())?;
     let h = &s.history;
     assert_eq!(h.iterations.len(), 3);
@@ -290,7 +211,7 @@ fn hopeless_answers_end_the_iteration_without_training() -> TestResult {
     config.run.max_repair_rounds = 2;
     config.final_training.enabled = false;
     let dir = RunDir::new(tmp.path().join("run"));
-    let s = discovery(config, Box::new(Scripted::new(&[BROKEN]))).discover_in(dir)?;
+    let s = discovery(config, Box::new(ScriptedArchitect::new([BROKEN]))).discover_in(dir)?;
     for r in &s.history.iterations {
         assert!(matches!(
             r.outcome,

@@ -2,7 +2,10 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use lemo::event::DataSummary;
-use lemo::{RunConfig, RunData};
+use lemo::{Discovery, RunConfig, RunData};
+use lemo_energy::NoMeter;
+use lemo_expert::PaperRuleBook;
+use lemo_llm::Architect;
 use lemo_train::data::{DatasetSpec, Splits};
 
 /// The fake trainer: the testkit's, which scores a network without training it.
@@ -34,4 +37,28 @@ pub fn summary(splits: &Splits) -> DataSummary {
         test: splits.test.as_ref().map_or(0, |t| t.len()),
         test_source: "test".into(),
     }
+}
+
+/// A discovery on the embedded digits with the fake trainer, no energy meter and the paper's
+/// rule book.
+pub fn discovery(config: RunConfig, architect: Box<dyn Architect>) -> Discovery {
+    let data = digits(&config);
+    Discovery::new(
+        config,
+        architect,
+        Box::new(FakeTrainer::default()),
+        Box::new(NoMeter),
+        Box::new(PaperRuleBook),
+    )
+    .with_data(data)
+}
+
+/// A valid digits network whose conv layer has `4 + 2 * n` filters: a new network for every
+/// `n`, as a chat model's `n`-th answer.
+pub fn widening_answer(n: usize) -> String {
+    let filters = 4 + 2 * n;
+    format!(
+        r#"{{"nodes":[{{"id":"c","op":"conv2d","filters":{filters},"kernel":3,"padding":"same"}},
+        {{"id":"r","op":"relu"}},{{"id":"g","op":"global_avg_pool"}},{{"id":"fc","op":"dense","units":10}}]}}"#
+    )
 }
