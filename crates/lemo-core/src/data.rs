@@ -345,6 +345,10 @@ pub struct Augmentation {
     pub shear: f32,
     /// Zoom, each axis independently scaled by a factor uniform in `1-zoom..=1+zoom`.
     pub zoom: f32,
+    /// Random crop with padding (the standard CIFAR augmentation): the image moves by a whole
+    /// number of pixels uniform in `-crop_padding..=crop_padding` on each axis; the margin takes
+    /// the nearest edge pixel. 0: off.
+    pub crop_padding: u32,
 }
 
 impl Default for Augmentation {
@@ -394,6 +398,16 @@ impl Augmentation {
             height_shift: 0.1,
             shear: 0.1,
             zoom: 0.1,
+            crop_padding: 0,
+        }
+    }
+
+    /// The standard CIFAR augmentation: random crop with `padding` pixels, horizontal flip.
+    pub fn crop_flip(padding: u32) -> Self {
+        Self {
+            hflip: true,
+            crop_padding: padding,
+            ..Self::none()
         }
     }
 
@@ -406,6 +420,7 @@ impl Augmentation {
             height_shift: 0.0,
             shear: 0.0,
             zoom: 0.0,
+            crop_padding: 0,
         }
     }
 
@@ -417,6 +432,7 @@ impl Augmentation {
             && self.height_shift == 0.0
             && self.shear == 0.0
             && self.zoom == 0.0
+            && self.crop_padding == 0
     }
 
     /// Draws one combined map for an image of `h` x `w` pixels.
@@ -431,6 +447,11 @@ impl Augmentation {
         let shear = sym(rng, self.shear);
         let zx = 1.0 + sym(rng, self.zoom);
         let zy = 1.0 + sym(rng, self.zoom);
+        let crop = |rng: &mut R| match self.crop_padding {
+            0 => 0.0,
+            p => rng.random_range(-(p as i32)..=p as i32) as f32,
+        };
+        let (crop_x, crop_y) = (crop(rng), crop(rng));
         // M = R(theta) * Shear * Zoom * Flip, about the image centre.
         let (s, c) = theta.sin_cos();
         let fx = if flip { -zx } else { zx };
@@ -447,8 +468,8 @@ impl Augmentation {
             b,
             c: cc,
             d,
-            tx: cx - a * cx - b * cy + shift_x,
-            ty: cy - cc * cx - d * cy + shift_y,
+            tx: cx - a * cx - b * cy + shift_x + crop_x,
+            ty: cy - cc * cx - d * cy + shift_y + crop_y,
         }
     }
 }

@@ -7,13 +7,16 @@ use std::time::Instant;
 
 use burn::module::{Module, ParamGroup};
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{
+    AdamConfig, GradientsParams, LearningRate, ModuleOptimizer, Optimizer, SgdConfig,
+};
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
 use lemo_arch::{Graph, Task, ValidatedGraph};
 use lemo_energy::EnergyMeter;
 
 use crate::TrainError;
-use crate::config::{InferenceBench, TrainConfig};
+use crate::config::{InferenceBench, OptimizerKind, TrainConfig};
 use crate::data::{Batch, Batcher, Dataset, Normalization, Splits};
 use crate::device::{BurnDevice, DeviceChoice};
 use crate::evaluation::{EpochStats, Evaluation, InferenceReport, Status};
@@ -111,11 +114,43 @@ fn to_tensors(batch: Batch, shape: [usize; 3], device: &Device) -> (Tensor<4>, T
 
 /// Mean cross-entropy of logits against class indices.
 pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    smoothed_cross_entropy(logits, targets, 0.0)
+}
+
+/// Mean cross-entropy against targets smoothed by `smoothing`: `1 - smoothing` on the true
+/// class plus `smoothing` spread evenly over all classes (0: plain cross-entropy).
+pub fn smoothed_cross_entropy(
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+    smoothing: f64,
+) -> Tensor<1> {
     let [n, _] = logits.dims();
-    activation::log_softmax(logits, 1)
+    let log_p = activation::log_softmax(logits, 1);
+    if smoothing == 0.0 {
+        return log_p.gather(1, targets.reshape([n, 1])).mean().neg();
+    }
+    let nll = log_p
+        .clone()
         .gather(1, targets.reshape([n, 1]))
         .mean()
-        .neg()
+        .neg();
+    // mean over images of the mean over classes of -log p
+    let uniform = log_p.mean().neg();
+    nll.mul_scalar(1.0 - smoothing) + uniform.mul_scalar(smoothing)
+}
+
+/// Logits of a batch; with `tta_flip`, the mean of the logits of the images and of their
+/// horizontal mirrors.
+fn predict_logits(
+    model: &GraphModel,
+    x: Tensor<4>,
+    tta_flip: bool,
+) -> Result<Tensor<2>, TrainError> {
+    if !tta_flip {
+        return model.forward(x);
+    }
+    let mirrored = x.clone().flip([3]);
+    Ok((model.forward(x)? + model.forward(mirrored)?).mul_scalar(0.5))
 }
 
 /// Number of correct predictions (no gradient).
@@ -133,12 +168,14 @@ fn correct(logits: Tensor<2>, targets: Tensor<1, Int>) -> Result<u64, TrainError
     Ok(hits.max(0) as u64)
 }
 
-/// Mean loss and accuracy of a validation-mode model over a dataset (in order, no augmentation).
+/// Mean loss and accuracy of a validation-mode model over a dataset (in order, no augmentation;
+/// with `tta_flip`, each image's logits averaged with its mirror's).
 pub fn evaluate(
     model: &GraphModel,
     data: &Dataset,
     norm: &Normalization,
     batch_size: usize,
+    tta_flip: bool,
     device: &Device,
 ) -> Result<(f64, f64), TrainError> {
     let mut loss_sum = 0.0;
@@ -147,7 +184,7 @@ pub fn evaluate(
     for batch in Batcher::new(data, batch_size, norm) {
         let n = batch.size;
         let (x, y) = to_tensors(batch, data.shape, device);
-        let logits = model.forward(x)?;
+        let logits = predict_logits(model, x, tta_flip)?;
         hits += correct(logits.clone(), y.clone())?;
         let loss: f32 = cross_entropy(logits, y)
             .try_into_scalar()
@@ -161,19 +198,87 @@ pub fn evaluate(
     Ok((loss_sum / seen as f64, hits as f64 / seen as f64))
 }
 
-/// Adam with the configured betas, plus one group per distinct per-node L2 factor: L2 is applied
-/// as Adam's (coupled) weight decay `grad += 2 * l2 * w` on that node's kernels, which is exactly
-/// the gradient of adding `l2 * ||w||^2` to the loss (Keras' `regularizers.l2`); the reported
-/// loss does not include the penalty.
-fn optimizer(model: &GraphModel, config: &TrainConfig) -> ModuleOptimizer {
-    let a = config.adam;
-    let adam = || {
-        AdamConfig::new()
-            .with_beta_1(a.beta1)
-            .with_beta_2(a.beta2)
-            .with_epsilon(a.epsilon)
-    };
-    let mut optim = adam().init();
+/// Decoupled weight decay around any optimiser: every step first multiplies the parameter by
+/// `1 - lr * decay`, then applies the inner optimiser's update (AdamW, SGDW).
+#[derive(Clone)]
+struct Decoupled<O> {
+    inner: O,
+    decay: f64,
+}
+
+impl<O: Optimizer> Optimizer for Decoupled<O> {
+    type State<const D: usize> = O::State<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let tensor = if self.decay > 0.0 {
+            tensor.mul_scalar(1.0 - lr * self.decay)
+        } else {
+            tensor
+        };
+        self.inner.step(lr, tensor, grad, state)
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        O::to_device(state, device)
+    }
+}
+
+/// The configured optimiser (Adam or SGD, decoupled weight decay on every parameter), plus one
+/// group per distinct per-node L2 factor: L2 is applied as the optimiser's (coupled) weight
+/// decay `grad += 2 * l2 * w` on that node's kernels, which is exactly the gradient of adding
+/// `l2 * ||w||^2` to the loss (Keras' `regularizers.l2`); the reported loss does not include
+/// the penalty.
+fn optimizer(model: &GraphModel, config: &TrainConfig) -> Result<ModuleOptimizer, TrainError> {
+    let decay = config.weight_decay;
+    let coupled = |l2: Option<f32>| l2.map(WeightDecayConfig::new);
+    match config.optimizer {
+        OptimizerKind::Adam => {
+            let a = config.adam;
+            Ok(grouped(model, decay, |l2| {
+                AdamConfig::new()
+                    .with_beta_1(a.beta1)
+                    .with_beta_2(a.beta2)
+                    .with_epsilon(a.epsilon)
+                    .with_weight_decay(coupled(l2))
+                    .build()
+            }))
+        }
+        OptimizerKind::Sgd => {
+            let m = config.sgd;
+            let momentum = (m.momentum > 0.0).then_some(MomentumConfig {
+                momentum: m.momentum,
+                dampening: 0.0,
+                nesterov: m.nesterov,
+            });
+            Ok(grouped(model, decay, |l2| {
+                SgdConfig::new()
+                    .with_momentum(momentum.clone())
+                    .with_weight_decay(coupled(l2))
+                    .build()
+            }))
+        }
+        other => Err(TrainError::Config(format!(
+            "optimizer {other:?} is not supported by the burn trainer"
+        ))),
+    }
+}
+
+/// One optimiser for every parameter, and one more per distinct per-node L2 factor.
+fn grouped<O: Optimizer>(
+    model: &GraphModel,
+    decay: f64,
+    make: impl Fn(Option<f32>) -> O,
+) -> ModuleOptimizer {
+    let mut optim = ModuleOptimizer::from(Decoupled {
+        inner: make(None),
+        decay,
+    });
     let mut groups: BTreeMap<u64, Vec<burn::module::ParamId>> = BTreeMap::new();
     for (l2, ids) in model.l2_weights() {
         groups.entry(l2.to_bits()).or_default().extend(ids);
@@ -182,9 +287,10 @@ fn optimizer(model: &GraphModel, config: &TrainConfig) -> ModuleOptimizer {
         let penalty = (2.0 * f64::from_bits(bits)) as f32;
         optim = optim.with_group(
             ParamGroup::from_ids(ids),
-            adam()
-                .with_weight_decay(Some(WeightDecayConfig::new(penalty)))
-                .build(),
+            Decoupled {
+                inner: make(Some(penalty)),
+                decay,
+            },
             None,
         );
     }
@@ -228,6 +334,7 @@ pub fn train_and_measure(
     let started = Instant::now();
     config.check()?;
     let task = network.task();
+    config.check_for_images(task.input[1], task.input[2])?;
     check_data(task, "training", &data.train)?;
     check_data(task, "validation", &data.val)?;
     if let Some(test) = &data.test {
@@ -253,7 +360,7 @@ pub fn train_and_measure(
         )));
     }
     let norm = Normalization::from_dataset(train_set);
-    let mut optim = optimizer(&model, config);
+    let mut optim = optimizer(&model, config)?;
     let mut lr = config.learning_rate;
     let mut plateau = Monitor::new();
     let mut stopper = Monitor::new();
@@ -261,6 +368,10 @@ pub fn train_and_measure(
     let mut history = Vec::new();
     let mut status = Status::Completed;
 
+    let steps_per_epoch = train_set.len().div_ceil(config.batch_size.max(1));
+    let total_steps = (steps_per_epoch * config.epochs).max(1);
+    let mut step = 0usize;
+    let mut step_lr = lr;
     let window = meter.start()?;
     let train_start = Instant::now();
     'epochs: for epoch in 0..config.epochs {
@@ -279,7 +390,7 @@ pub fn train_and_measure(
             let n = batch.size;
             let (x, y) = to_tensors(batch, task.input, &ad);
             let logits = model.forward(x)?;
-            let loss = cross_entropy(logits.clone(), y.clone());
+            let loss = smoothed_cross_entropy(logits.clone(), y.clone(), config.label_smoothing);
             let value: f32 = loss.clone().try_into_scalar().map_err(device_err)?;
             let value = f64::from(value);
             if !value.is_finite() || value > config.divergence_loss {
@@ -292,7 +403,19 @@ pub fn train_and_measure(
             }
             hits += correct(logits, y)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            step_lr = match &config.schedule {
+                Some(schedule) => {
+                    let by_steps = step as f64 / total_steps as f64;
+                    let by_clock = config
+                        .budget
+                        .max_wall_seconds
+                        .map_or(0.0, |cap| train_start.elapsed().as_secs_f64() / cap);
+                    lr * schedule.factor(by_steps.max(by_clock))
+                }
+                None => lr,
+            };
+            model = optim.step(step_lr, model, grads);
+            step += 1;
             loss_sum += value * n as f64;
             seen += n;
             observer.on_batch(b + 1, total);
@@ -305,15 +428,21 @@ pub fn train_and_measure(
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let valid = model.valid();
-        let (val_loss, val_accuracy) =
-            evaluate(&valid, &data.val, &norm, config.eval_batch_size, &device)?;
+        let (val_loss, val_accuracy) = evaluate(
+            &valid,
+            &data.val,
+            &norm,
+            config.eval_batch_size,
+            config.tta_flip,
+            &device,
+        )?;
         let mut stats = EpochStats::default();
         stats.epoch = epoch;
         stats.train_loss = loss_sum / seen.max(1) as f64;
         stats.train_accuracy = hits as f64 / seen.max(1) as f64;
         stats.val_loss = val_loss;
         stats.val_accuracy = val_accuracy;
-        stats.learning_rate = lr;
+        stats.learning_rate = step_lr;
         stats.seconds = epoch_start.elapsed().as_secs_f64();
         stats.train_images_per_second = seen as f64 / train_seconds.max(1e-9);
         observer.on_epoch_end(&stats);
@@ -371,14 +500,28 @@ pub fn train_and_measure(
             }
             _ => train_set,
         };
-        let (_, a1) = evaluate(&trained, a1_set, &norm, config.eval_batch_size, &device)?;
+        let (_, a1) = evaluate(
+            &trained,
+            a1_set,
+            &norm,
+            config.eval_batch_size,
+            false,
+            &device,
+        )?;
         evaluation.train_accuracy = a1;
         evaluation.train_accuracy_images = a1_set.len();
 
         // A2 inside the E2 window.
         observer.on_phase("validation");
         let window = meter.start()?;
-        let (val_loss, a2) = evaluate(&trained, &data.val, &norm, config.eval_batch_size, &device)?;
+        let (val_loss, a2) = evaluate(
+            &trained,
+            &data.val,
+            &norm,
+            config.eval_batch_size,
+            config.tta_flip,
+            &device,
+        )?;
         evaluation.val_energy = window.finish()?;
         evaluation.val_accuracy = a2;
         evaluation.val_loss = val_loss;
@@ -387,7 +530,14 @@ pub fn train_and_measure(
             && let Some(test) = &data.test
         {
             observer.on_phase("test");
-            let (_, acc) = evaluate(&trained, test, &norm, config.eval_batch_size, &device)?;
+            let (_, acc) = evaluate(
+                &trained,
+                test,
+                &norm,
+                config.eval_batch_size,
+                config.tta_flip,
+                &device,
+            )?;
             evaluation.test_accuracy = Some(acc);
         }
         if let Some(bench) = config.inference {
@@ -602,6 +752,7 @@ impl TrainedModel {
             data,
             &self.normalization,
             batch_size,
+            false,
             &self.burn_device,
         )
     }

@@ -14,7 +14,10 @@ mod error;
 pub mod evaluation;
 pub mod observer;
 
-pub use config::{AdamSettings, Budget, EarlyStopping, InferenceBench, Plateau, TrainConfig};
+pub use config::{
+    AdamSettings, Budget, Decay, EarlyStopping, InferenceBench, OptimizerKind, Plateau, Schedule,
+    SgdSettings, TrainConfig,
+};
 pub use error::TrainError;
 pub use evaluation::{EpochStats, Evaluation, InferenceReport, Status};
 pub use observer::{NoObserver, TrainObserver};

@@ -1,0 +1,236 @@
+//! The fast training recipes: SGD with Nesterov momentum, decoupled weight decay, per-step
+//! schedules, label smoothing, random crop + flip and flip test-time augmentation.
+
+mod common;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Int, Tensor, TensorData};
+use common::{config, small_cnn, splits, task, validated};
+use lemo_energy::NoMeter;
+use lemo_train::data::Augmentation;
+use lemo_train::trainer::{cross_entropy, smoothed_cross_entropy};
+use lemo_train::{
+    BurnTrainer, Decay, OptimizerKind, Schedule, SgdSettings, TrainConfig, TrainError, Trainer,
+};
+
+fn fast(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 32,
+        learning_rate: 0.05,
+        optimizer: OptimizerKind::Sgd,
+        sgd: SgdSettings {
+            momentum: 0.9,
+            nesterov: true,
+        },
+        weight_decay: 5e-4,
+        schedule: Some(Schedule::one_cycle(0.25)),
+        plateau: None,
+        label_smoothing: 0.1,
+        tta_flip: true,
+        augmentation: Augmentation::crop_flip(1),
+        ..config()
+    }
+}
+
+#[test]
+fn sgd_nesterov_one_cycle_learns_and_follows_the_schedule() -> Result<(), TrainError> {
+    let config = fast(4);
+    let eval = BurnTrainer::new().train(
+        &validated(small_cnn(), task())?,
+        &splits(true),
+        &config,
+        &NoMeter,
+        &mut lemo_train::NoObserver,
+    )?;
+    assert!(eval.status.is_usable(), "{:?}", eval.status);
+    assert!(eval.val_accuracy > 0.9, "A2 {}", eval.val_accuracy);
+    assert!(eval.test_accuracy.is_some_and(|a| a > 0.9));
+    // 256 images at batch 32: 8 steps an epoch, 32 in all; the rate recorded at each epoch's end
+    // is the schedule's factor at that epoch's last step.
+    let schedule = Schedule::one_cycle(0.25);
+    for (e, h) in eval.history.iter().enumerate() {
+        let last_step = (e + 1) * 8 - 1;
+        let want = 0.05 * schedule.factor(last_step as f64 / 32.0);
+        assert!(
+            (h.learning_rate - want).abs() < 1e-12,
+            "epoch {e}: {} vs {want}",
+            h.learning_rate
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn schedules_warm_up_and_decay_to_their_end() {
+    let s = Schedule::one_cycle(0.2);
+    assert!((s.factor(0.0) - 0.1).abs() < 1e-12);
+    assert!((s.factor(0.1) - 0.55).abs() < 1e-12);
+    assert!((s.factor(0.2) - 1.0).abs() < 1e-12);
+    assert!((s.factor(0.6) - 0.5).abs() < 1e-12);
+    assert!(s.factor(1.0).abs() < 1e-12);
+    assert!(s.factor(7.0).abs() < 1e-12, "progress is clamped");
+    let c = Schedule::cosine(0.0);
+    assert!((c.factor(0.0) - 1.0).abs() < 1e-12);
+    assert!((c.factor(0.5) - 0.5).abs() < 1e-12);
+    assert!(c.factor(1.0).abs() < 1e-12);
+    let flat = Schedule {
+        decay: Decay::Constant,
+        ..Schedule::one_cycle(0.5)
+    };
+    assert_eq!(flat.factor(0.9), 1.0);
+}
+
+#[test]
+fn label_smoothing_is_the_mixture_of_nll_and_the_uniform_target() -> Result<(), TrainError> {
+    let device = Default::default();
+    let logits = Tensor::<2>::from_data(
+        TensorData::new(vec![2.0f32, 0.0, -1.0, 0.5, 0.5, 3.0], [2, 3]),
+        &device,
+    );
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+    let scalar = |t: Tensor<1>| -> Result<f64, TrainError> {
+        let v: f32 = t
+            .try_into_scalar()
+            .map_err(|e| TrainError::Device(format!("{e:?}")))?;
+        Ok(f64::from(v))
+    };
+    let plain = scalar(cross_entropy(logits.clone(), targets.clone()))?;
+    let smoothed = scalar(smoothed_cross_entropy(logits.clone(), targets.clone(), 0.3))?;
+    // By hand: log-softmax of each row.
+    let rows = [[2.0f64, 0.0, -1.0], [0.5, 0.5, 3.0]];
+    let mut nll = 0.0;
+    let mut uniform = 0.0;
+    for (row, t) in rows.iter().zip([0usize, 2]) {
+        let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();
+        nll -= row[t] - lse;
+        uniform -= row.iter().map(|v| v - lse).sum::<f64>() / 3.0;
+    }
+    nll /= 2.0;
+    uniform /= 2.0;
+    assert!((plain - nll).abs() < 1e-5, "{plain} vs {nll}");
+    let want = 0.7 * nll + 0.3 * uniform;
+    assert!((smoothed - want).abs() < 1e-5, "{smoothed} vs {want}");
+    Ok(())
+}
+
+/// Sum of squares of every float parameter (batch-norm running statistics included).
+struct SquareSum(f64);
+
+impl ModuleVisitor for SquareSum {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let v: f32 = param.val().powf_scalar(2.0).sum().into_scalar();
+        self.0 += f64::from(v);
+    }
+}
+
+#[test]
+fn weight_decay_shrinks_the_weights() -> Result<(), TrainError> {
+    // Same seed, same data: strong decoupled decay must end with smaller weights.
+    let norm = |wd: f64| -> Result<f64, TrainError> {
+        let config = TrainConfig {
+            weight_decay: wd,
+            label_smoothing: 0.0,
+            tta_flip: false,
+            augmentation: Augmentation::none(),
+            schedule: None,
+            inference: None,
+            epochs: 2,
+            ..fast(2)
+        };
+        let mut trainer = BurnTrainer::new();
+        trainer.train(
+            &validated(small_cnn(), task())?,
+            &splits(false),
+            &config,
+            &NoMeter,
+            &mut lemo_train::NoObserver,
+        )?;
+        let model = trainer
+            .take_last()
+            .ok_or_else(|| TrainError::Device("nothing trained".into()))?;
+        let mut sum = SquareSum(0.0);
+        model.model.visit(&mut sum);
+        Ok(sum.0)
+    };
+    let free = norm(0.0)?;
+    let decayed = norm(2.0)?;
+    assert!(decayed < 0.9 * free, "{decayed} vs {free}");
+    Ok(())
+}
+
+#[test]
+fn bad_recipe_values_are_config_errors_naming_the_key() {
+    let cases: [(TrainConfig, &str); 5] = [
+        (
+            TrainConfig {
+                weight_decay: -1e-4,
+                ..fast(1)
+            },
+            "weight_decay",
+        ),
+        (
+            TrainConfig {
+                schedule: Some(Schedule::one_cycle(1.0)),
+                ..fast(1)
+            },
+            "schedule.warmup",
+        ),
+        (
+            TrainConfig {
+                label_smoothing: 1.0,
+                ..fast(1)
+            },
+            "label_smoothing",
+        ),
+        (
+            TrainConfig {
+                sgd: SgdSettings {
+                    momentum: 1.5,
+                    nesterov: true,
+                },
+                ..fast(1)
+            },
+            "sgd.momentum",
+        ),
+        (
+            TrainConfig {
+                augmentation: Augmentation::crop_flip(8),
+                ..fast(1)
+            },
+            "augmentation.crop_padding",
+        ),
+    ];
+    for (config, key) in cases {
+        let result = validated(small_cnn(), task()).and_then(|network| {
+            BurnTrainer::new().train(
+                &network,
+                &splits(false),
+                &config,
+                &NoMeter,
+                &mut lemo_train::NoObserver,
+            )
+        });
+        match result {
+            Err(TrainError::Config(m)) => assert!(m.contains(key), "{key}: {m}"),
+            other => panic!("{key}: expected a config error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn fast_presets_are_valid_and_never_test_in_the_search() {
+    let search = TrainConfig::fast_search();
+    let fin = TrainConfig::fast_final();
+    assert!(!search.evaluate_test && !search.tta_flip);
+    assert!(fin.evaluate_test && fin.tta_flip);
+    assert_eq!(search.optimizer, OptimizerKind::Sgd);
+    for name in TrainConfig::PRESETS {
+        let c = TrainConfig::preset(name).expect("every listed preset exists");
+        c.check().expect("presets are valid");
+        let json = serde_json::to_string(&c).expect("serialises");
+        let back: TrainConfig = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, c);
+    }
+    assert!(TrainConfig::preset("fastest").is_none());
+}
