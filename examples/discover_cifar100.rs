@@ -96,7 +96,8 @@ fn main() -> ExitCode {
     config.run.name = "CIFAR-100 (paper appendix configuration)".into();
     config.data.dataset = spec;
     config.metrics = PaperDataset::Cifar100.appendix_configuration();
-    config.search = TrainConfig::paper_search();
+    config.search.training = TrainConfig::paper_search();
+    config.search.base = lemo::SearchBase::Previous; // the paper edits the previous network
     config.final_training.training = TrainConfig::paper_final();
     config.termination.iterations = 30;
     let temperature = PaperDataset::Cifar100.appendix_temperature() as f32;

@@ -66,8 +66,8 @@ pub struct RunConfig {
     pub expert: ExpertSection,
     /// `[architect]`: who writes the networks (offline, OpenAI-compatible, Gemini).
     pub architect: ArchitectConfig,
-    /// `[search]`: how each candidate is trained during the search.
-    pub search: TrainConfig,
+    /// `[search]`: where each next network starts from, and how each candidate is trained.
+    pub search: SearchSection,
     /// `[final]`: how the best network is retrained at the end.
     #[serde(rename = "final")]
     pub final_training: FinalSection,
@@ -162,12 +162,38 @@ impl Default for ExpertSection {
     }
 }
 
+/// Which evaluated network the instructions of the next iteration apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchBase {
+    /// The network of the previous iteration, whatever it measured (the paper's Algorithm 1).
+    Previous,
+    /// The best network by CM so far (elitist): an edit that made things worse is dropped and
+    /// the next one starts again from the best.
+    #[default]
+    Best,
+}
+
+/// `[search]`: the base of each next network, and how each candidate is trained. In TOML the
+/// keys of [`TrainConfig`] plus `base` and `preset` sit directly in the section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchSection {
+    /// Where the next network starts from (`base = "best"` by default; `"previous"` is the
+    /// paper's).
+    pub base: SearchBase,
+    /// How each candidate is trained (preset `paper_search` by default).
+    pub training: TrainConfig,
+}
+
 /// `[final]`: retraining the best network after the search (paper, section 4.1). In TOML the
 /// keys of [`TrainConfig`] plus `enabled` and `preset` sit directly in the section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinalSection {
     /// Retrain at all (false: the search's best is reported as trained during the search).
     pub enabled: bool,
+    /// After the final training, also train the run's first network (the starter) with the
+    /// same recipe and seed, so the report can say whether the search beat it (off by default).
+    pub baseline: bool,
     /// The training recipe (preset `paper_final` by default).
     pub training: TrainConfig,
 }
@@ -320,7 +346,7 @@ impl RunConfig {
             Value::Object(m) if m.is_empty() => ArchitectConfig::default(),
             v => from_section("architect", v)?,
         };
-        let search = train_from("search", take("search"), TrainConfig::paper_search())?;
+        let search = search_from(take("search"))?;
         let final_training = final_from(take("final"))?;
         let termination: Termination = from_section("termination", take("termination"))?;
         let energy: EnergySection = from_section("energy", take("energy"))?;
@@ -382,7 +408,10 @@ impl RunConfig {
         if !(d.test_split > 0.0 && d.test_split < 1.0) {
             return Err(key_err("data.test_split", "must be in (0, 1)"));
         }
-        self.search.check().map_err(|e| key_err("search", e))?;
+        self.search
+            .training
+            .check()
+            .map_err(|e| key_err("search", e))?;
         self.final_training
             .training
             .check()
@@ -503,8 +532,8 @@ fn metrics_from(mut v: Value) -> Result<UserMetrics, ConfigError> {
     serde_json::from_value(merged).map_err(|e| key_err("metrics", e))
 }
 
-/// A training section: an optional `preset` (`paper_search`, `paper_final`, `quick`) overlaid by
-/// any explicit key of [`TrainConfig`].
+/// A training section: an optional `preset` (one of [`TrainConfig::PRESETS`]) overlaid by any
+/// explicit key of [`TrainConfig`].
 fn train_from(
     section: &str,
     mut v: Value,
@@ -513,37 +542,75 @@ fn train_from(
     let preset = take_string(&mut v, section, "preset")?;
     let base = match preset.as_deref() {
         None => default,
-        Some("paper_search") => TrainConfig::paper_search(),
-        Some("paper_final") => TrainConfig::paper_final(),
-        Some("quick") => TrainConfig::quick(1, 1.0),
-        Some(other) => {
-            return Err(key_err(
+        Some(name) => TrainConfig::preset(name).ok_or_else(|| {
+            key_err(
                 format!("{section}.preset"),
-                format!("unknown preset `{other}`; expected paper_search, paper_final or quick"),
-            ));
-        }
+                format!(
+                    "unknown preset `{name}`; expected one of {}",
+                    TrainConfig::PRESETS.join(", ")
+                ),
+            )
+        })?,
     };
     let mut merged = serde_json::to_value(base).map_err(|e| key_err(section, e))?;
     merge(&mut merged, v);
     serde_json::from_value(merged).map_err(|e| key_err(section, e))
 }
 
-fn final_from(mut v: Value) -> Result<FinalSection, ConfigError> {
-    let enabled = match &mut v {
-        Value::Object(m) => match m.remove("enabled") {
-            None => true,
-            Some(Value::Bool(b)) => b,
-            Some(other) => {
-                return Err(key_err(
-                    "final.enabled",
-                    format!("must be true or false, got {other}"),
-                ));
-            }
-        },
-        _ => return Err(key_err("final", "must be a table")),
+fn search_from(mut v: Value) -> Result<SearchSection, ConfigError> {
+    let base = match take_string(&mut v, "search", "base")?.as_deref() {
+        None => SearchBase::default(),
+        Some("best") => SearchBase::Best,
+        Some("previous") => SearchBase::Previous,
+        Some(other) => {
+            return Err(key_err(
+                "search.base",
+                format!("unknown base `{other}`; expected \"previous\" or \"best\""),
+            ));
+        }
     };
+    let training = train_from("search", v, TrainConfig::paper_search())?;
+    Ok(SearchSection { base, training })
+}
+
+impl<'de> Deserialize<'de> for SearchSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        search_from(v).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for SearchSection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = serde_json::to_value(&self.training).map_err(serde::ser::Error::custom)?;
+        let base = serde_json::to_value(self.base).map_err(serde::ser::Error::custom)?;
+        if let Value::Object(m) = &mut v {
+            m.insert("base".into(), base);
+        }
+        v.serialize(s)
+    }
+}
+
+fn final_from(mut v: Value) -> Result<FinalSection, ConfigError> {
+    let mut flag = |key: &str, default: bool| match &mut v {
+        Value::Object(m) => match m.remove(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(other) => Err(key_err(
+                format!("final.{key}"),
+                format!("must be true or false, got {other}"),
+            )),
+        },
+        _ => Err(key_err("final", "must be a table")),
+    };
+    let enabled = flag("enabled", true)?;
+    let baseline = flag("baseline", false)?;
     let training = train_from("final", v, TrainConfig::paper_final())?;
-    Ok(FinalSection { enabled, training })
+    Ok(FinalSection {
+        enabled,
+        baseline,
+        training,
+    })
 }
 
 impl<'de> Deserialize<'de> for FinalSection {
@@ -558,6 +625,7 @@ impl Serialize for FinalSection {
         let mut v = serde_json::to_value(&self.training).map_err(serde::ser::Error::custom)?;
         if let Value::Object(m) = &mut v {
             m.insert("enabled".into(), Value::Bool(self.enabled));
+            m.insert("baseline".into(), Value::Bool(self.baseline));
         }
         v.serialize(s)
     }
@@ -580,7 +648,7 @@ mod tests {
         assert_eq!(c.data.dataset, DatasetSpec::Digits { path: None });
         assert_eq!(c.architect, ArchitectConfig::default());
         assert_eq!(c.metrics.priorities, table4_setting(5).unwrap_or_default());
-        assert!(!c.search.augmentation.hflip);
+        assert!(!c.search.training.augmentation.hflip);
         let again = RunConfig::from_toml_str(&c.to_toml_string()?)?;
         assert_eq!(again, c);
         Ok(())
@@ -590,10 +658,33 @@ mod tests {
     fn empty_config_is_the_paper_defaults() -> Result<(), ConfigError> {
         let c = RunConfig::from_toml_str("")?;
         assert_eq!(c.termination.iterations, 30);
-        assert_eq!(c.search, TrainConfig::paper_search());
+        assert_eq!(c.search.training, TrainConfig::paper_search());
+        assert_eq!(c.search.base, SearchBase::Best);
         assert_eq!(c.final_training.training, TrainConfig::paper_final());
         assert!(c.final_training.enabled);
         assert_eq!(c.expert.rulebook, "paper");
+        Ok(())
+    }
+
+    #[test]
+    fn fast_presets_switch_settings_off_and_round_trip() -> Result<(), ConfigError> {
+        let c = RunConfig::from_toml_str(
+            "[search]\npreset = \"fast_search\"\nbase = \"previous\"\n\
+             [final]\npreset = \"fast_final\"\nbaseline = true\ninference = false\n",
+        )?;
+        assert_eq!(c.search.base, SearchBase::Previous);
+        assert_eq!(c.search.training, TrainConfig::fast_search());
+        assert!(c.final_training.baseline);
+        assert_eq!(c.final_training.training.plateau, None);
+        assert_eq!(c.final_training.training.inference, None);
+        // `None` survives a trip through the run directory's config.toml (as `false`).
+        let text = c.to_toml_string()?;
+        assert!(text.contains("plateau = false"), "{text}");
+        assert_eq!(RunConfig::from_toml_str(&text)?, c);
+        assert!(key_of("[search]\nbase = \"worst\"").starts_with("search.base"));
+        assert!(key_of("[final]\nbaseline = 1").starts_with("final.baseline"));
+        assert!(key_of("[search]\nweight_decay = -0.1").contains("weight_decay"));
+        assert!(key_of("[search]\nplateau = true").starts_with("search"));
         Ok(())
     }
 
@@ -608,9 +699,12 @@ mod tests {
         expected.ta2 = 0.5;
         assert_eq!(c.metrics.thresholds, expected);
         assert_eq!(c.metrics.priorities, table4_setting(3).unwrap_or_default());
-        assert_eq!(c.search.epochs, 4);
-        assert_eq!(c.search.budget.data_fraction, 0.25);
-        assert_eq!(c.search.inference, TrainConfig::quick(1, 1.0).inference);
+        assert_eq!(c.search.training.epochs, 4);
+        assert_eq!(c.search.training.budget.data_fraction, 0.25);
+        assert_eq!(
+            c.search.training.inference,
+            TrainConfig::quick(1, 1.0).inference
+        );
         assert!(!c.final_training.enabled);
         assert_eq!(c.final_training.training.epochs, 7);
         assert_eq!(c.final_training.training.batch_size, 1024);

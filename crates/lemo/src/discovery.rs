@@ -21,11 +21,11 @@ use lemo_metrics::{Effectiveness, Normalisation, Objective, Observed, pareto_fro
 use lemo_train::data::{DataError, Splits};
 use lemo_train::{BurnTrainer, Evaluation, TrainObserver, Trainer};
 
-use crate::config::{ConfigError, RunConfig};
+use crate::config::{ConfigError, RunConfig, SearchBase};
 use crate::event::{
     AnswerOutcome, DataSummary, Event, FinalResult, IterationOutcome, JOURNAL_VERSION, StopReason,
 };
-use crate::history::{HistoryError, RunHistory};
+use crate::history::{HistoryError, IterationRecord, RunHistory};
 use crate::journal::{JournalError, JournalWriter};
 use crate::report::{ReportError, write_report};
 use crate::run_dir::RunDir;
@@ -243,6 +243,8 @@ struct Loop {
     history: RunHistory,
     task: Task,
     brief: TaskBrief,
+    /// Which evaluated network the next iteration's instructions apply to.
+    base: SearchBase,
 }
 
 impl Discovery {
@@ -343,6 +345,7 @@ impl Discovery {
             history: RunHistory::default(),
             brief: self.brief(&task, &data.summary),
             task: task.clone(),
+            base: self.config.search.base,
         };
         let start = Event::RunStarted {
             version: JOURNAL_VERSION,
@@ -355,7 +358,7 @@ impl Discovery {
             rulebook: self.rulebook.name().to_string(),
         };
         self.emit(&mut lp, start)?;
-        self.run_loop(dir, lp, &data.splits)
+        self.run_loop(dir, lp, data.splits)
     }
 
     /// Continues a run from its journal: finished iterations are kept, an unfinished one runs
@@ -389,13 +392,14 @@ impl Discovery {
             brief: self.brief(&start.task, &data.summary),
             task: start.task.clone(),
             history,
+            base: self.config.search.base,
         };
         let resumed = Event::Resumed {
             finished_iterations: lp.history.iterations.len(),
             torn_tail: contents.torn_tail.is_some(),
         };
         self.emit(&mut lp, resumed)?;
-        self.run_loop(dir, lp, &data.splits)
+        self.run_loop(dir, lp, data.splits)
     }
 
     fn task(&self, data: &DataSummary) -> Task {
@@ -432,15 +436,11 @@ impl Discovery {
         &mut self,
         dir: RunDir,
         mut lp: Loop,
-        splits: &Splits,
+        mut splits: Splits,
     ) -> Result<RunSummary, LemoError> {
         // The search never sees the test split: its candidates are trained and measured on the
         // training and validation splits alone; only the final training measures the test.
-        let search = Splits {
-            train: splits.train.clone(),
-            val: splits.val.clone(),
-            test: None,
-        };
+        let test = splits.test.take();
         while lp.history.search_finished.is_none() {
             if let Some(reason) = self.stop_reason(&lp.history) {
                 let best = lp.history.best_iteration();
@@ -463,10 +463,17 @@ impl Discovery {
                     finished: false,
                 });
             }
-            self.iteration(&mut lp, &search)?;
+            self.iteration(&mut lp, &splits)?;
         }
+        splits.test = test;
         if lp.history.final_result.is_none() {
-            self.final_training(&dir, &mut lp, splits)?;
+            self.final_training(&dir, &mut lp, &splits)?;
+        }
+        if self.config.final_training.baseline
+            && self.config.final_training.enabled
+            && lp.history.baseline.is_none()
+        {
+            self.baseline_training(&mut lp, &splits)?;
         }
         let (reason, best) = lp.history.search_finished.clone().unwrap_or((
             StopReason::Iterations {
@@ -613,7 +620,7 @@ impl Discovery {
             let outcome = match &proposal.outcome {
                 Ok(d) => AnswerOutcome::Valid {
                     graph: d.graph().clone(),
-                    hash: d.network.canonical_hash(),
+                    hash: d.network.canonical_hash().to_string(),
                     params: d.analysis().params,
                     macs: d.analysis().macs,
                     notes: d.notes.clone(),
@@ -638,15 +645,14 @@ impl Discovery {
             )?;
             let error = match &proposal.outcome {
                 Ok(d) => {
-                    let seen = lp.history.evaluations_by_hash();
                     let hash = d.network.canonical_hash();
-                    match seen.get(&hash) {
+                    match lp.history.evaluation_of(hash) {
                         Some((k, ev)) if !novelty_asked => {
                             novelty_asked = true;
-                            novelty_message(*k, &hash, &observe(ev, d.analysis()))
+                            novelty_message(k, hash, &observe(ev, d.analysis()))
                         }
-                        Some(_) if lp.previous_hash().as_deref() == Some(hash.as_str()) => {
-                            let design = self.explore(lp, n, d, &seen)?;
+                        Some(_) if lp.base_hash() == Some(hash) => {
+                            let design = self.explore(lp, n, d)?;
                             return Ok((Some(design), proposal, round));
                         }
                         _ => return Ok((Some(d.clone()), proposal, round)),
@@ -668,17 +674,14 @@ impl Discovery {
     /// The loop's own seeded exploratory edit of a design the architect proposed again after
     /// a novelty round (journalled as a warning); the design itself when no edit gives a
     /// network not evaluated before.
-    fn explore(
-        &mut self,
-        lp: &mut Loop,
-        n: usize,
-        design: &Design,
-        seen: &std::collections::BTreeMap<String, (usize, Evaluation)>,
-    ) -> Result<Design, LemoError> {
+    fn explore(&mut self, lp: &mut Loop, n: usize, design: &Design) -> Result<Design, LemoError> {
         let seed = derive_seed(self.config.run.seed, n as u64, STREAM_EXPLORE);
+        let history = &lp.history;
         let edit = design
             .graph()
-            .explore(&lp.task, seed, |g| !seen.contains_key(&g.canonical_hash()))
+            .explore(&lp.task, seed, |g| {
+                history.evaluation_of(&g.canonical_hash()).is_none()
+            })
             .ok()
             .flatten();
         let explored = edit.and_then(|e| {
@@ -713,12 +716,15 @@ impl Discovery {
         design: &Design,
         splits: &Splits,
     ) -> Result<Result<Evaluated, String>, LemoError> {
-        let hash = design.network.canonical_hash();
-        let earlier = lp.history.evaluations_by_hash().remove(&hash);
+        let hash = design.network.canonical_hash().to_string();
+        let earlier = lp
+            .history
+            .evaluation_of(&hash)
+            .map(|(it, ev)| (it, ev.clone()));
         let (evaluation, reused_from) = match earlier {
             Some((it, ev)) => (ev, Some(it)),
             None => {
-                let mut cfg = self.config.search.clone();
+                let mut cfg = self.config.search.training.clone();
                 cfg.seed = derive_seed(self.config.run.seed, n as u64, STREAM_TRAIN);
                 cfg.evaluate_test = false;
                 let observer: &mut dyn TrainObserver = self.observer.as_mut();
@@ -842,7 +848,7 @@ impl Discovery {
         write_file(&best_dir.join("network.dot"), &graph.to_dot(Some(analysis)))?;
         write_file(&best_dir.join("summary.txt"), &graph.summary(analysis))?;
 
-        let (evaluation, weights_dir) = if self.config.final_training.enabled {
+        let result = if self.config.final_training.enabled {
             self.emit(
                 lp,
                 Event::FinalStarted {
@@ -850,33 +856,17 @@ impl Discovery {
                     hash: hash.clone(),
                 },
             )?;
-            let mut cfg = self.config.final_training.training.clone();
-            cfg.seed = derive_seed(self.config.run.seed, 0, STREAM_FINAL);
-            cfg.evaluate_test = true;
-            let observer: &mut dyn TrainObserver = self.observer.as_mut();
-            let ev = self
-                .trainer
-                .train(&network, splits, &cfg, self.meter.as_ref(), observer)?;
             let weights = best_dir.join("weights");
-            let saved = self.trainer.save_last(&weights)?;
-            (ev, saved.then(|| "best/weights".to_string()))
-        } else {
-            match best.evaluation.clone() {
-                Some(ev) => (ev, None),
-                None => return Ok(()),
+            let mut result = self.retrain(network, best.iteration, hash, splits, Some(&weights))?;
+            if result.weights_dir.is_some() {
+                result.weights_dir = Some("best/weights".into());
             }
-        };
-        let observed = observe(&evaluation, network.analysis());
-        let inference_energy = evaluation.inference.as_ref().map(|i| i.energy.clone());
-        let result = FinalResult {
-            iteration: best.iteration,
-            graph,
-            hash,
-            inference_joules_per_image: observed.inference_energy_per_image_j,
-            inference_energy,
-            observed,
-            evaluation,
-            weights_dir,
+            result
+        } else {
+            let Some(evaluation) = best.evaluation.clone() else {
+                return Ok(());
+            };
+            final_result(network, best.iteration, hash, evaluation, None)
         };
         self.emit(
             lp,
@@ -884,6 +874,90 @@ impl Discovery {
                 result: Box::new(result),
             },
         )
+    }
+
+    /// Trains `network` with the final recipe (the run's final seed, test split measured) and
+    /// measures it; saves the weights into `weights` when given and the trainer can.
+    fn retrain(
+        &mut self,
+        network: ValidatedGraph,
+        iteration: usize,
+        hash: String,
+        splits: &Splits,
+        weights: Option<&Path>,
+    ) -> Result<FinalResult, LemoError> {
+        let mut cfg = self.config.final_training.training.clone();
+        cfg.seed = derive_seed(self.config.run.seed, 0, STREAM_FINAL);
+        cfg.evaluate_test = true;
+        let observer: &mut dyn TrainObserver = self.observer.as_mut();
+        let ev = self
+            .trainer
+            .train(&network, splits, &cfg, self.meter.as_ref(), observer)?;
+        let saved = match weights {
+            Some(dir) => self
+                .trainer
+                .save_last(dir)?
+                .then(|| dir.display().to_string()),
+            None => None,
+        };
+        Ok(final_result(network, iteration, hash, ev, saved))
+    }
+
+    /// The baseline (`[final] baseline = true`): the run's first evaluated network trained with
+    /// the final recipe, journalled as `baseline_finished`. When the first network is the best,
+    /// the final training already is its baseline.
+    fn baseline_training(&mut self, lp: &mut Loop, splits: &Splits) -> Result<(), LemoError> {
+        let Some(fin) = lp.history.final_result.clone() else {
+            return Ok(());
+        };
+        let first = lp.history.iterations.iter().find_map(|r| match &r.outcome {
+            IterationOutcome::Evaluated { graph, hash, .. } => {
+                Some((r.iteration, graph.clone(), hash.clone()))
+            }
+            _ => None,
+        });
+        let Some((iteration, graph, hash)) = first else {
+            return Ok(());
+        };
+        let result = if iteration == fin.iteration {
+            FinalResult {
+                weights_dir: None,
+                ..fin
+            }
+        } else {
+            let network = ValidatedGraph::new(graph, &lp.task).map_err(|e| {
+                LemoError::Resume(format!("the first network no longer validates: {e}"))
+            })?;
+            self.retrain(network, iteration, hash, splits, None)?
+        };
+        self.emit(
+            lp,
+            Event::BaselineFinished {
+                result: Box::new(result),
+            },
+        )
+    }
+}
+
+/// A [`FinalResult`] from a network and its evaluation.
+fn final_result(
+    network: ValidatedGraph,
+    iteration: usize,
+    hash: String,
+    evaluation: Evaluation,
+    weights_dir: Option<String>,
+) -> FinalResult {
+    let observed = observe(&evaluation, network.analysis());
+    let inference_energy = evaluation.inference.as_ref().map(|i| i.energy.clone());
+    FinalResult {
+        iteration,
+        graph: network.into_parts().0,
+        hash,
+        inference_joules_per_image: observed.inference_energy_per_image_j,
+        inference_energy,
+        observed,
+        evaluation,
+        weights_dir,
     }
 }
 
@@ -923,41 +997,55 @@ struct Evaluated {
 }
 
 impl Loop {
-    /// The canonical hash of the previous iteration's network, when it had one.
-    fn previous_hash(&self) -> Option<String> {
-        match &self.history.iterations.last()?.outcome {
-            IterationOutcome::Evaluated { hash, .. } => Some(hash.clone()),
+    /// The evaluated iteration the next network starts from: the last one (`previous`, the
+    /// paper) or the best by CM so far (`best`).
+    fn base_record(&self) -> Option<&IterationRecord> {
+        let evaluated =
+            |r: &&IterationRecord| matches!(r.outcome, IterationOutcome::Evaluated { .. });
+        let last = || self.history.iterations.iter().rev().find(evaluated);
+        match self.base {
+            SearchBase::Previous => last(),
+            SearchBase::Best => self
+                .history
+                .best_iteration()
+                .and_then(|b| self.history.iterations.iter().find(|r| r.iteration == b))
+                .filter(evaluated)
+                .or_else(last),
+        }
+    }
+
+    /// The canonical hash of the base network, when there is one.
+    fn base_hash(&self) -> Option<&str> {
+        match &self.base_record()?.outcome {
+            IterationOutcome::Evaluated { hash, .. } => Some(hash),
             _ => None,
         }
     }
 
-    /// The feedback for iteration `n` (the previous evaluated network, its metrics and the
-    /// command that followed) and that command; both `None` before any network was evaluated.
+    /// The feedback for iteration `n` (the base network, its metrics and the command the expert
+    /// system gave for it) and that command; both `None` before any network was evaluated.
     fn feedback(&self, n: usize) -> (Option<Feedback>, Option<ResolvedCommand>) {
-        let previous = self
-            .history
-            .iterations
-            .iter()
-            .rev()
-            .find_map(|r| match &r.outcome {
-                IterationOutcome::Evaluated {
-                    graph, observed, ..
-                } => Some((graph.clone(), *observed)),
-                _ => None,
-            });
-        let Some((graph, observed)) = previous else {
+        let Some(base) = self.base_record() else {
             return (None, None);
         };
-        let command = self
-            .history
-            .iterations
-            .last()
-            .and_then(|r| r.next_command.clone())
-            .unwrap_or_default();
+        let IterationOutcome::Evaluated {
+            graph, observed, ..
+        } = &base.outcome
+        else {
+            return (None, None);
+        };
+        // `previous`: the command of the last iteration, carried over an iteration without a
+        // network (the paper); `best`: the command the best network received.
+        let command = match self.base {
+            SearchBase::Previous => self.history.iterations.last(),
+            SearchBase::Best => Some(base),
+        }
+        .and_then(|r| r.next_command.clone())
+        .unwrap_or_default();
         let feedback = Feedback {
             round: u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX),
-            previous: graph,
-            observed,
+            previous: graph.clone(),
+            observed: *observed,
             command: command.clone(),
         };
         (Some(feedback), Some(command))

@@ -290,6 +290,12 @@ pub enum Event {
         /// Everything measured.
         result: Box<FinalResult>,
     },
+    /// The baseline finished: the run's first network trained with the final recipe, for
+    /// comparison with the best one (`[final] baseline = true`).
+    BaselineFinished {
+        /// Everything measured (`iteration` is the first network's).
+        result: Box<FinalResult>,
+    },
     /// A non-fatal problem worth keeping (e.g. the final training failed).
     Warning {
         /// What happened.

@@ -26,12 +26,12 @@ pub mod plot;
 pub mod report;
 pub mod run_dir;
 
-pub use config::{ConfigError, QUICKSTART_TOML, RunConfig};
+pub use config::{ConfigError, QUICKSTART_TOML, RunConfig, SearchBase, SearchSection};
 pub use discovery::{
     Discovery, LemoError, Quiet, RunData, RunObserver, RunSummary, build_meter, build_rulebook,
     derive_seed, load_data, observe,
 };
 pub use event::{Event, IterationOutcome, StopReason};
 pub use history::{IterationRecord, RunHistory};
-pub use report::{Table3Row, render_report, search_verdict, write_report};
+pub use report::{Table3Row, baseline_verdict, render_report, search_verdict, write_report};
 pub use run_dir::RunDir;

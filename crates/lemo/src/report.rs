@@ -249,6 +249,9 @@ pub fn render_report(h: &RunHistory) -> Result<String, ReportError> {
     if let Some(verdict) = search_verdict(h) {
         let _ = writeln!(w, "\n{verdict}");
     }
+    if let Some(verdict) = baseline_verdict(h) {
+        let _ = writeln!(w, "\n{verdict}");
+    }
     iterations_section(w, h);
     let _ = writeln!(w, "\n## Plots\n");
     for (name, _) in plot_files(h) {
@@ -431,6 +434,38 @@ pub fn search_verdict(h: &RunHistory) -> Option<String> {
         first.1.fps,
         lemo_arch::thousands(bo.params),
         lemo_arch::thousands(first.1.params),
+    ))
+}
+
+/// The best network against the baseline (the first network trained with the same final
+/// recipe and seed), on the test split; `None` without a baseline.
+pub fn baseline_verdict(h: &RunHistory) -> Option<String> {
+    let (fin, base) = (h.final_result.as_ref()?, h.baseline.as_ref()?);
+    if fin.iteration == base.iteration {
+        return Some(format!(
+            "Under the final recipe: the best network is the first one (iteration {}), so it is \
+             its own baseline: test accuracy {}.",
+            fin.iteration,
+            fin.observed
+                .test_accuracy
+                .map_or("not measured".into(), pct)
+        ));
+    }
+    let (Some(t), Some(b)) = (fin.observed.test_accuracy, base.observed.test_accuracy) else {
+        return Some("Under the final recipe: no test accuracy to compare.".into());
+    };
+    let answer = if t > b { "Yes" } else { "No" };
+    Some(format!(
+        "{answer}, under the same final recipe: the best network (iteration {}) reaches test \
+         accuracy {} against {} for the first network (iteration {}), each trained for {:.0} s \
+         ({} vs {} params).",
+        fin.iteration,
+        pct(t),
+        pct(b),
+        base.iteration,
+        fin.evaluation.train_seconds,
+        lemo_arch::thousands(fin.observed.params),
+        lemo_arch::thousands(base.observed.params),
     ))
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{FakeTrainer, digits, quick_config};
+use common::{FakeTrainer, digits, discovery, quick_config, widening_answer};
 use lemo::journal::read_journal;
 use lemo::{Discovery, IterationOutcome, RunDir};
 use lemo_arch::ValidatedGraph;
@@ -69,12 +69,8 @@ impl ChatModel for Widening {
                     .collect::<Vec<_>>()
                     .join("\n"),
             );
-            let filters = 4 + 2 * prompts.len();
             Ok(ChatResponse {
-                text: format!(
-                    r#"{{"nodes":[{{"id":"c","op":"conv2d","filters":{filters},"kernel":3,"padding":"same"}},
-                    {{"id":"r","op":"relu"}},{{"id":"g","op":"global_avg_pool"}},{{"id":"fc","op":"dense","units":10}}]}}"#
-                ),
+                text: widening_answer(prompts.len()),
                 model: "widening".into(),
                 ..ChatResponse::default()
             })
@@ -89,7 +85,7 @@ impl ChatModel for Widening {
 fn the_search_never_sees_the_test_split() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let mut config = quick_config(4, tmp.path());
-    config.search.evaluate_test = true; // even when a config asks for it
+    config.search.training.evaluate_test = true; // even when a config asks for it
     let data = digits(&config);
     assert!(data.splits.test.is_some());
     let seen = Seen::default();
@@ -161,17 +157,8 @@ fn the_search_never_sees_the_test_split() -> TestResult {
 fn the_offline_search_never_stalls_on_one_network() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let config = quick_config(12, tmp.path());
-    let data = digits(&config);
     let architect = config.architect.build()?;
-    let summary = Discovery::new(
-        config,
-        architect,
-        Box::new(FakeTrainer::default()),
-        Box::new(NoMeter),
-        Box::new(PaperRuleBook),
-    )
-    .with_data(data)
-    .discover_in(RunDir::new(tmp.path().join("run")))?;
+    let summary = discovery(config, architect).discover_in(RunDir::new(tmp.path().join("run")))?;
     let hashes: Vec<String> = summary
         .history
         .iterations
@@ -211,17 +198,8 @@ fn a_user_can_stop_when_every_threshold_is_met() -> TestResult {
     config.metrics.thresholds.ut = 1.0;
     config.termination.stop_when_thresholds_met = true;
     config.final_training.enabled = false;
-    let data = digits(&config);
     let architect = config.architect.build()?;
-    let summary = Discovery::new(
-        config,
-        architect,
-        Box::new(FakeTrainer::default()),
-        Box::new(NoMeter),
-        Box::new(PaperRuleBook),
-    )
-    .with_data(data)
-    .discover_in(RunDir::new(tmp.path().join("run")))?;
+    let summary = discovery(config, architect).discover_in(RunDir::new(tmp.path().join("run")))?;
     let (reason, _) = summary.history.search_finished.clone().ok_or("no stop")?;
     assert_eq!(
         serde_json::to_value(&reason)?["reason"],
@@ -229,5 +207,148 @@ fn a_user_can_stop_when_every_threshold_is_met() -> TestResult {
         "{reason}"
     );
     assert_eq!(summary.history.iterations.len(), 1);
+    Ok(())
+}
+
+/// An architect that records the base network of every `propose_next` and delegates to another.
+struct Recording {
+    inner: Box<dyn lemo_llm::Architect>,
+    bases: Arc<Mutex<Vec<String>>>,
+}
+
+impl lemo_llm::Architect for Recording {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn propose_initial<'a>(
+        &'a self,
+        brief: &'a lemo_llm::TaskBrief,
+    ) -> BoxFuture<'a, Result<lemo_llm::Proposal, LlmError>> {
+        self.inner.propose_initial(brief)
+    }
+    fn propose_next<'a>(
+        &'a self,
+        brief: &'a lemo_llm::TaskBrief,
+        feedback: &'a lemo_llm::Feedback,
+    ) -> BoxFuture<'a, Result<lemo_llm::Proposal, LlmError>> {
+        self.bases
+            .lock()
+            .unwrap()
+            .push(feedback.previous.canonical_hash());
+        self.inner.propose_next(brief, feedback)
+    }
+    fn repair<'a>(
+        &'a self,
+        brief: &'a lemo_llm::TaskBrief,
+        failed: &'a lemo_llm::Proposal,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<lemo_llm::Proposal, LlmError>> {
+        self.inner.repair(brief, failed, error)
+    }
+}
+
+/// Runs 8 iterations with `base` and returns, per iteration from the second on, the base the
+/// architect was given and the one the history says it should have been.
+fn bases(base: lemo::SearchBase) -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(8, tmp.path());
+    config.search.base = base;
+    config.final_training.enabled = false;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let architect = Box::new(Recording {
+        inner: config.architect.build()?,
+        bases: seen.clone(),
+    });
+    let summary = discovery(config, architect).discover_in(RunDir::new(tmp.path().join("run")))?;
+    let its = &summary.history.iterations;
+    let hash_of = |iteration: usize| {
+        its.iter()
+            .find(|r| r.iteration == iteration)
+            .and_then(|r| match &r.outcome {
+                IterationOutcome::Evaluated { hash, .. } => Some(hash.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), its.len() - 1, "one propose_next per iteration");
+    Ok(seen
+        .into_iter()
+        .zip(its.iter())
+        .map(|(got, before)| {
+            let want = match base {
+                lemo::SearchBase::Previous => before.iteration,
+                _ => before.best_iteration.unwrap(),
+            };
+            (got, hash_of(want))
+        })
+        .collect())
+}
+
+#[test]
+fn the_next_network_starts_from_the_configured_base() -> TestResult {
+    let mut per_base = Vec::new();
+    for base in [lemo::SearchBase::Best, lemo::SearchBase::Previous] {
+        let pairs = bases(base)?;
+        for (k, (got, want)) in pairs.iter().enumerate() {
+            assert_eq!(got, want, "{base:?}: iteration {}", k + 2);
+        }
+        per_base.push(pairs);
+    }
+    // The two bases differ somewhere (an edit that did not beat the best), so the check above
+    // told them apart.
+    assert_ne!(per_base[0], per_base[1]);
+    Ok(())
+}
+
+#[test]
+fn the_baseline_trains_the_first_network_with_the_final_recipe() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(5, tmp.path());
+    config.final_training.baseline = true;
+    let seen = Seen::default();
+    let dir = RunDir::new(tmp.path().join("run"));
+    let architect = config.architect.build()?;
+    let data = digits(&config);
+    let summary = Discovery::new(
+        config,
+        architect,
+        Box::new(Spy {
+            inner: FakeTrainer::default(),
+            seen: seen.clone(),
+        }),
+        Box::new(NoMeter),
+        Box::new(PaperRuleBook),
+    )
+    .with_data(data)
+    .discover_in(dir.clone())?;
+    let h = &summary.history;
+    let fin = h.final_result.as_ref().ok_or("no final training")?;
+    let base = h.baseline.as_ref().ok_or("no baseline")?;
+    let first = h.iterations.first().ok_or("no iteration")?;
+    assert_eq!(base.iteration, first.iteration);
+    assert!(base.observed.test_accuracy.is_some());
+    let seen = seen.lock().unwrap().clone();
+    // Search candidates (no test), then the final training and, unless the first network won,
+    // the baseline, both with the test split.
+    let with_test = seen.iter().filter(|s| **s == (true, true)).count();
+    assert_eq!(
+        with_test,
+        if fin.iteration == base.iteration {
+            1
+        } else {
+            2
+        }
+    );
+    let report = std::fs::read_to_string(summary.report_path())?;
+    assert!(
+        report.contains("under the same final recipe") || report.contains("its own baseline"),
+        "{report}"
+    );
+    // A resumed finished run keeps it.
+    let again = lemo::RunHistory::from_entries(
+        &read_journal::<lemo::event::Event>(&dir.journal())?.entries,
+    );
+    assert_eq!(again.baseline.as_ref(), Some(base));
     Ok(())
 }
