@@ -1,0 +1,199 @@
+//! How well the search's proxy ranks networks: a handful of CIFAR-10 networks of different sizes
+//! (the starter, the starter after each capacity edit the rule book asks for, the reference
+//! CNN) trained once with the search's proxy (`fast_search`, a fixed wall-clock time each) and
+//! once much longer with the final recipe (`fast_final`), then the rank agreement of their
+//! validation accuracies (Spearman's rho, Kendall's tau).
+//!
+//! ```sh
+//! cargo run --release --example proxy_agreement -- DATA_DIR [--proxy-seconds 90] [--long-seconds 360]
+//! ```
+//!
+//! DATA_DIR as for `discover_cifar10` (binary batches or the image folder form). Prints a table,
+//! then one line: `proxy_agreement networks=N proxy_seconds=S long_seconds=L spearman=R kendall=T`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use lemo_arch::{Graph, Instruction, Limits, Task, ValidatedGraph, ref_cnn, starter};
+use lemo_energy::NoMeter;
+use lemo_train::data::{DatasetSpec, Splits};
+use lemo_train::{BurnTrainer, NoObserver, TrainConfig, Trainer};
+
+fn dataset(dir: &Path) -> Option<DatasetSpec> {
+    for bin in [dir.join("cifar-10-batches-bin"), dir.to_path_buf()] {
+        if bin.join("data_batch_1.bin").is_file() {
+            return Some(DatasetSpec::Cifar10 { dir: bin });
+        }
+    }
+    for root in [dir.join("cifar10-jpeg"), dir.to_path_buf()] {
+        if root.join("train").is_dir() && root.join("test").is_dir() {
+            return Some(DatasetSpec::ImageFolder {
+                dir: root,
+                size: Some([32, 32]),
+            });
+        }
+    }
+    None
+}
+
+/// The networks: the starter, the starter after each capacity edit, the reference CNN.
+fn networks(task: &Task) -> Vec<(String, Graph)> {
+    let base = starter(task);
+    let mut out = vec![("starter".to_string(), base.clone())];
+    for instruction in [
+        Instruction::AddMoreKernels,
+        Instruction::AddConvLayer,
+        Instruction::AddSkipConnection,
+    ] {
+        if let Ok(edit) = base.apply(instruction, task, 1)
+            && edit.applied
+        {
+            out.push((format!("starter + {}", instruction.code()), edit.graph));
+        }
+    }
+    out.push(("ref-cnn".to_string(), ref_cnn(task.classes)));
+    out
+}
+
+/// Ranks of `v` (1 = smallest; ties get their mean rank).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for k in i..=j {
+            r[idx[k]] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let mean = (n + 1.0) / 2.0;
+    let cov: f64 = ra
+        .iter()
+        .zip(&rb)
+        .map(|(x, y)| (x - mean) * (y - mean))
+        .sum();
+    let va: f64 = ra.iter().map(|x| (x - mean).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mean).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+fn kendall(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = 0.0;
+    let mut pairs = 0.0;
+    for i in 0..a.len() {
+        for j in i + 1..a.len() {
+            s += ((a[i] - a[j]) * (b[i] - b[j])).signum();
+            pairs += 1.0;
+        }
+    }
+    s / pairs
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let (mut dir, mut proxy, mut long) = (None, 90.0, 360.0);
+    while let Some(a) = args.next() {
+        let mut number = |name: &str| -> Option<f64> {
+            let v = args.next()?.parse().ok()?;
+            if v > 0.0 {
+                Some(v)
+            } else {
+                eprintln!("{name} must be positive");
+                None
+            }
+        };
+        match a.as_str() {
+            "--proxy-seconds" => match number("--proxy-seconds") {
+                Some(v) => proxy = v,
+                None => return ExitCode::from(2),
+            },
+            "--long-seconds" => match number("--long-seconds") {
+                Some(v) => long = v,
+                None => return ExitCode::from(2),
+            },
+            other if dir.is_none() => dir = Some(std::path::PathBuf::from(other)),
+            _ => {
+                eprintln!("usage: proxy_agreement DATA_DIR [--proxy-seconds S] [--long-seconds L]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(spec) = dir.as_deref().and_then(dataset) else {
+        eprintln!("usage: proxy_agreement DATA_DIR (CIFAR-10 binary batches or image folders)");
+        return ExitCode::from(2);
+    };
+    match run(&spec, proxy, long) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(spec: &DatasetSpec, proxy: f64, long: f64) -> Result<String, Box<dyn std::error::Error>> {
+    let data = spec.load()?;
+    let recipe = TrainConfig::fast_search();
+    let (train, val) = data.train.split(recipe.validation_split, 0);
+    // The test split is not needed: ranks are compared on the validation split, as the search
+    // compares candidates.
+    let splits = Splits {
+        train,
+        val,
+        test: None,
+    };
+    let task = Task {
+        input: splits.train.shape,
+        classes: splits.train.classes(),
+        limits: Limits::default(),
+    };
+    let mut short = TrainConfig::fast_search();
+    short.epochs = 200;
+    short.budget.data_fraction = 1.0;
+    short.budget.max_wall_seconds = Some(proxy);
+    short.inference = None;
+    let mut longer = TrainConfig::fast_final();
+    longer.epochs = 500;
+    longer.budget.max_wall_seconds = Some(long);
+    longer.inference = None;
+    longer.evaluate_test = false;
+
+    let mut rows = Vec::new();
+    println!("| network | params | proxy A2 | long A2 | long epochs |");
+    println!("|---|---|---|---|---|");
+    for (name, graph) in networks(&task) {
+        let network = ValidatedGraph::new(graph, &task)?;
+        let mut trainer = BurnTrainer::new();
+        let p = trainer.train(&network, &splits, &short, &NoMeter, &mut NoObserver)?;
+        let l = trainer.train(&network, &splits, &longer, &NoMeter, &mut NoObserver)?;
+        println!(
+            "| {name} | {} | {:.4} | {:.4} | {} |",
+            network.params(),
+            p.val_accuracy,
+            l.val_accuracy,
+            l.history.len()
+        );
+        rows.push((p.val_accuracy, l.val_accuracy));
+    }
+    let (a, b): (Vec<f64>, Vec<f64>) = rows.into_iter().unzip();
+    Ok(format!(
+        "proxy_agreement networks={} proxy_seconds={proxy} long_seconds={long} spearman={:.3} kendall={:.3}",
+        a.len(),
+        spearman(&a, &b),
+        kendall(&a, &b)
+    ))
+}
