@@ -43,6 +43,8 @@
 //! # Ok::<(), lemo_llm::LlmError>(())
 //! ```
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod architect;
 mod chat;
 mod config;
