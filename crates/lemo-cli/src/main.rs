@@ -13,6 +13,8 @@
 //! for `arch check`), 3 data missing or unreadable, 4 architect / API failure, 5 training
 //! failure, 6 run directory / journal / report I/O, 7 energy meter.
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod progress;
 
 use std::path::PathBuf;
@@ -112,8 +114,8 @@ enum DataCommand {
 fn parse_shape(s: &str) -> Result<[usize; 3], String> {
     let parts: Vec<&str> = s.split([',', 'x']).map(str::trim).collect();
     let dims: Result<Vec<usize>, _> = parts.iter().map(|p| p.parse::<usize>()).collect();
-    match dims {
-        Ok(d) if d.len() == 3 && d.iter().all(|v| *v > 0) => Ok([d[0], d[1], d[2]]),
+    match dims.as_deref() {
+        Ok(&[c, h, w]) if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
         _ => Err(format!(
             "expected C,H,W with three positive numbers, got `{s}`"
         )),

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lemo::journal::read_journal;
@@ -231,60 +230,66 @@ fn killed_run_resumes_without_losing_or_repeating_an_iteration() -> TestResult {
     Ok(())
 }
 
-/// Answers of the mock OpenAI server: a broken network first (repair round), then valid ones.
-struct Answers {
-    n: AtomicUsize,
-}
+/// The `openai` architect against a mock server (needs the `openai` feature, on by default).
+#[cfg(feature = "openai")]
+mod openai_server {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-const BROKEN: &str = r#"Here you go: {"nodes":[{"id":"c1","op":"conv2d","filters":8,"kernel":3},{"id":"fc","op":"dense","units":10}]}"#;
-const GOOD: [&str; 2] = [
-    r#"```json
+    /// Answers of the mock OpenAI server: a broken network first (repair round), then valid ones.
+    struct Answers {
+        n: AtomicUsize,
+    }
+
+    const BROKEN: &str = r#"Here you go: {"nodes":[{"id":"c1","op":"conv2d","filters":8,"kernel":3},{"id":"fc","op":"dense","units":10}]}"#;
+    const GOOD: [&str; 2] = [
+        r#"```json
 {"name":"small","nodes":[{"id":"c1","op":"conv2d","filters":8,"kernel":3,"padding":"same"},{"id":"r1","op":"relu"},{"id":"g","op":"global_avg_pool"},{"id":"fc","op":"dense","units":10}]}
 ```"#,
-    r#"{"name":"wider","nodes":[{"id":"c1","op":"conv2d","filters":16,"kernel":3,"padding":"same"},{"id":"b1","op":"batch_norm"},{"id":"r1","op":"relu"},{"id":"g","op":"global_avg_pool"},{"id":"fc","op":"dense","units":10}]}"#,
-];
+        r#"{"name":"wider","nodes":[{"id":"c1","op":"conv2d","filters":16,"kernel":3,"padding":"same"},{"id":"b1","op":"batch_norm"},{"id":"r1","op":"relu"},{"id":"g","op":"global_avg_pool"},{"id":"fc","op":"dense","units":10}]}"#,
+    ];
 
-impl wiremock::Respond for Answers {
-    fn respond(&self, _request: &wiremock::Request) -> wiremock::ResponseTemplate {
-        let i = self.n.fetch_add(1, Ordering::SeqCst);
-        let content = if i == 0 { BROKEN } else { GOOD[(i - 1) % 2] };
-        wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "id": format!("chatcmpl-{i}"),
-            "object": "chat.completion",
-            "created": 0,
-            "model": "mock-architect",
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop"
-            }],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}
-        }))
+    impl wiremock::Respond for Answers {
+        fn respond(&self, _request: &wiremock::Request) -> wiremock::ResponseTemplate {
+            let i = self.n.fetch_add(1, Ordering::SeqCst);
+            let content = if i == 0 { BROKEN } else { GOOD[(i - 1) % 2] };
+            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "id": format!("chatcmpl-{i}"),
+                "object": "chat.completion",
+                "created": 0,
+                "model": "mock-architect",
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop"
+                }],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}
+            }))
+        }
     }
-}
 
-#[test]
-fn openai_compatible_server_with_a_repair_round_and_no_key_leak() -> TestResult {
-    use wiremock::matchers::{header, method, path};
-    const KEY: &str = "sk-test-DO-NOT-LEAK-4f2a9c";
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let server = rt.block_on(wiremock::MockServer::start());
-    rt.block_on(
-        wiremock::Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .and(header("authorization", format!("Bearer {KEY}").as_str()))
-            .respond_with(Answers {
-                n: AtomicUsize::new(0),
-            })
-            .mount(&server),
-    );
+    #[test]
+    fn openai_compatible_server_with_a_repair_round_and_no_key_leak() -> TestResult {
+        use wiremock::matchers::{header, method, path};
+        const KEY: &str = "sk-test-DO-NOT-LEAK-4f2a9c";
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let server = rt.block_on(wiremock::MockServer::start());
+        rt.block_on(
+            wiremock::Mock::given(method("POST"))
+                .and(path("/v1/chat/completions"))
+                .and(header("authorization", format!("Bearer {KEY}").as_str()))
+                .respond_with(Answers {
+                    n: AtomicUsize::new(0),
+                })
+                .mount(&server),
+        );
 
-    let tmp = tempfile::tempdir()?;
-    let cfg = tmp.path().join("openai.toml");
-    let text = digits_config(2, 3, 1).replace(
+        let tmp = tempfile::tempdir()?;
+        let cfg = tmp.path().join("openai.toml");
+        let text = digits_config(2, 3, 1).replace(
         "[architect]\nkind = \"offline\"",
         &format!(
             "[architect]\nkind = \"openai\"\nmodel = \"mock-architect\"\nbase_url = \"{}/v1\"\n\
@@ -293,71 +298,72 @@ fn openai_compatible_server_with_a_repair_round_and_no_key_leak() -> TestResult 
             server.uri()
         ),
     );
-    std::fs::write(&cfg, text)?;
-    let out_dir = tmp.path().join("runs");
-    let out = lemo()
-        .args(["discover", "--quiet"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out_dir)
-        .env("LEMO_TEST_OPENAI_KEY", KEY)
-        .output()?;
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = run_dir(&out_dir);
-    let h = RunHistory::load(&dir.join("journal.jsonl"))?;
-    assert_eq!(h.iterations.len(), 2);
-    let first = h.iteration(1).unwrap();
-    assert_eq!(
-        first.repair_rounds(),
-        1,
-        "the broken answer got one repair round"
-    );
-    match &first.answers[1] {
-        Event::Answer { kind, prompt, .. } => {
-            assert_eq!(kind, "repair");
-            let text: String = prompt.iter().map(|m| m.content.as_str()).collect();
-            assert!(
-                text.contains("fc"),
-                "the repair prompt carries the exact error"
-            );
+        std::fs::write(&cfg, text)?;
+        let out_dir = tmp.path().join("runs");
+        let out = lemo()
+            .args(["discover", "--quiet"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out_dir)
+            .env("LEMO_TEST_OPENAI_KEY", KEY)
+            .output()?;
+        assert!(
+            out.status.success(),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = run_dir(&out_dir);
+        let h = RunHistory::load(&dir.join("journal.jsonl"))?;
+        assert_eq!(h.iterations.len(), 2);
+        let first = h.iteration(1).unwrap();
+        assert_eq!(
+            first.repair_rounds(),
+            1,
+            "the broken answer got one repair round"
+        );
+        match &first.answers[1] {
+            Event::Answer { kind, prompt, .. } => {
+                assert_eq!(kind, "repair");
+                let text: String = prompt.iter().map(|m| m.content.as_str()).collect();
+                assert!(
+                    text.contains("fc"),
+                    "the repair prompt carries the exact error"
+                );
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
-    }
-    assert!(
-        h.iterations
-            .iter()
-            .all(|r| matches!(r.outcome, IterationOutcome::Evaluated { .. }))
-    );
-    assert!(
-        h.start
-            .as_ref()
-            .unwrap()
-            .architect
-            .contains("mock-architect")
-    );
+        assert!(
+            h.iterations
+                .iter()
+                .all(|r| matches!(r.outcome, IterationOutcome::Evaluated { .. }))
+        );
+        assert!(
+            h.start
+                .as_ref()
+                .unwrap()
+                .architect
+                .contains("mock-architect")
+        );
 
-    // The key is nowhere in the run directory, nor in what the command printed.
-    let mut stack = vec![dir.clone()];
-    let mut files = 0;
-    while let Some(p) = stack.pop() {
-        for e in std::fs::read_dir(&p)? {
-            let path = e?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files += 1;
-                let bytes = std::fs::read(&path)?;
-                let hay = String::from_utf8_lossy(&bytes);
-                assert!(!hay.contains(KEY), "{} holds the API key", path.display());
+        // The key is nowhere in the run directory, nor in what the command printed.
+        let mut stack = vec![dir.clone()];
+        let mut files = 0;
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p)? {
+                let path = e?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files += 1;
+                    let bytes = std::fs::read(&path)?;
+                    let hay = String::from_utf8_lossy(&bytes);
+                    assert!(!hay.contains(KEY), "{} holds the API key", path.display());
+                }
             }
         }
+        assert!(files >= 3);
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(KEY));
+        Ok(())
     }
-    assert!(files >= 3);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains(KEY));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains(KEY));
-    Ok(())
 }

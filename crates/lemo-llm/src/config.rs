@@ -1,11 +1,12 @@
 //! [`ArchitectConfig`]: which architect a run uses, chosen by configuration.
 
 use crate::LlmError;
+#[cfg(any(feature = "openai", feature = "gemini", feature = "local"))]
 use crate::architect::LlmArchitect;
-use crate::gemini::{GeminiChat, GeminiConfig};
+use crate::gemini_config::GeminiConfig;
 use crate::local::LocalConfig;
 use crate::offline::{OfflineArchitect, OfflineConfig};
-use crate::openai::{OpenAiChat, OpenAiConfig};
+use crate::openai_config::OpenAiConfig;
 use crate::prompt::PromptBook;
 use lemo_core::llm::Architect;
 use serde::{Deserialize, Serialize};
@@ -26,10 +27,12 @@ use serde::{Deserialize, Serialize};
 pub enum ArchitectConfig {
     /// The offline, rule-following architect (no LLM, no key).
     Offline(OfflineConfig),
-    /// OpenAI or any OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio).
+    /// OpenAI or any OpenAI-compatible server (Ollama, llama.cpp, vLLM, LM Studio). Needs the
+    /// `openai` feature (on by default); without it, building this architect is an error.
     #[serde(rename = "openai")]
     OpenAi(OpenAiConfig),
-    /// Google Gemini.
+    /// Google Gemini. Needs the `gemini` feature (on by default); without it, building this
+    /// architect is an error.
     Gemini(GeminiConfig),
     /// A GGUF model run in-process on the CPU (llama.cpp), decoding constrained to the IR's
     /// schema. Needs the `local` feature; without it, building this architect is an error.
@@ -53,16 +56,28 @@ impl ArchitectConfig {
         prompts.check()?;
         Ok(match self {
             ArchitectConfig::Offline(c) => Box::new(OfflineArchitect::new(c.clone())),
+            #[cfg(feature = "openai")]
             ArchitectConfig::OpenAi(c) => Box::new(
-                LlmArchitect::new(OpenAiChat::new(c.clone())?)
+                LlmArchitect::new(crate::openai::OpenAiChat::new(c.clone())?)
                     .with_prompts(prompts)
                     .with_structured_output(c.structured_output),
             ),
+            #[cfg(not(feature = "openai"))]
+            ArchitectConfig::OpenAi(c) => {
+                c.retry.validate().map_err(LlmError::Config)?;
+                return Err(missing_feature("openai"));
+            }
+            #[cfg(feature = "gemini")]
             ArchitectConfig::Gemini(c) => Box::new(
-                LlmArchitect::new(GeminiChat::new(c.clone())?)
+                LlmArchitect::new(crate::gemini::GeminiChat::new(c.clone())?)
                     .with_prompts(prompts)
                     .with_structured_output(c.structured_output),
             ),
+            #[cfg(not(feature = "gemini"))]
+            ArchitectConfig::Gemini(c) => {
+                c.retry.validate().map_err(LlmError::Config)?;
+                return Err(missing_feature("gemini"));
+            }
             #[cfg(feature = "local")]
             ArchitectConfig::Local(c) => Box::new(
                 LlmArchitect::new(crate::local_engine::LocalChat::load(c.clone())?)
@@ -72,11 +87,7 @@ impl ArchitectConfig {
             #[cfg(not(feature = "local"))]
             ArchitectConfig::Local(c) => {
                 c.validate().map_err(LlmError::Config)?;
-                return Err(LlmError::Config(
-                    "kind = \"local\" needs the `local` feature: build with \
-                     `cargo build --release -p lemo-cli --features local` (see docs/llm.md)"
-                        .into(),
-                ));
+                return Err(missing_feature("local"));
             }
         })
     }
@@ -85,6 +96,20 @@ impl ArchitectConfig {
     pub fn from_toml_str(text: &str) -> Result<Self, LlmError> {
         toml::from_str(text).map_err(|e| LlmError::Config(format!("architect TOML: {e}")))
     }
+}
+
+/// The error of a configuration whose `kind` needs a cargo feature this build lacks (the
+/// feature and the `kind` have the same name).
+#[cfg(any(
+    not(feature = "openai"),
+    not(feature = "gemini"),
+    not(feature = "local")
+))]
+fn missing_feature(feature: &str) -> LlmError {
+    LlmError::Config(format!(
+        "kind = \"{feature}\" needs the `{feature}` feature: build with \
+         `cargo build --release -p lemo-cli --features {feature}` (see docs/llm.md)"
+    ))
 }
 
 /// Runs an architect's future to completion on a fresh single-threaded runtime, for callers

@@ -2,7 +2,7 @@
 //! rule-following architect.
 //!
 //! Two traits are the seams. A [`ChatModel`] sends messages and returns text (with usage and
-//! latency): [`OpenAiChat`] (OpenAI and every OpenAI-compatible server) and [`GeminiChat`]
+//! latency): `OpenAiChat` (OpenAI and every OpenAI-compatible server) and `GeminiChat`
 //! implement it, with a per-request timeout and retries ([`RetryPolicy`]). An [`Architect`]
 //! proposes networks: [`LlmArchitect`] does it over any chat model with a [`PromptBook`];
 //! [`OfflineArchitect`] applies the expert system's instructions as graph edits without any
@@ -10,6 +10,19 @@
 //!
 //! With the `local` feature, `LocalChat` runs a GGUF model in-process on the CPU (llama.cpp),
 //! its decoding constrained to the IR's JSON schema ([`grammar_schema`]): `kind = "local"`.
+//!
+//! Cargo features, one per client; the configurations ([`OpenAiConfig`], [`GeminiConfig`],
+//! [`LocalConfig`]) are in every build, and building an architect whose client is not compiled
+//! in is an [`LlmError::Config`] naming the feature:
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `openai` | on | `OpenAiChat`, `kind = "openai"` (async-openai, reqwest 0.13) |
+//! | `gemini` | on | `GeminiChat`, `kind = "gemini"` (google-generative-ai-rs, reqwest 0.12) |
+//! | `local` | off | `LocalChat`, `kind = "local"` (llama.cpp, built from source) |
+//!
+//! Without `openai` and `gemini` the crate has no HTTP client at all (offline architect, your
+//! own [`ChatModel`]s).
 //!
 //! Both traits return boxed futures, so they are object safe (`Box<dyn Architect>`) and need no
 //! `async-trait`; a synchronous caller runs them with [`block_on`].
@@ -30,16 +43,24 @@
 //! # Ok::<(), lemo_llm::LlmError>(())
 //! ```
 
+#![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod architect;
 mod chat;
 mod config;
 mod error;
+#[cfg(feature = "gemini")]
 mod gemini;
+mod gemini_config;
+#[cfg(any(feature = "openai", feature = "gemini"))]
+mod http;
 mod local;
 #[cfg(feature = "local")]
 mod local_engine;
 mod offline;
+#[cfg(feature = "openai")]
 mod openai;
+mod openai_config;
 mod prompt;
 mod retry;
 mod runtime;
@@ -51,9 +72,9 @@ pub use chat::{
 };
 pub use config::{ArchitectConfig, block_on};
 pub use error::LlmError;
-pub use gemini::{
-    GEMINI_BASE_URL, GEMINI_DEFAULT_MODEL, GeminiChat, GeminiConfig, to_gemini_schema,
-};
+#[cfg(feature = "gemini")]
+pub use gemini::GeminiChat;
+pub use gemini_config::{GEMINI_BASE_URL, GEMINI_DEFAULT_MODEL, GeminiConfig, to_gemini_schema};
 /// The architect seam's trait and types live in `lemo-core` (a third-party backend needs no
 /// HTTP client); re-exported here under their old paths.
 pub use lemo_core::llm::{AnswerProblem, Architect, Design, Proposal, ProposalKind, read_answer};
@@ -63,7 +84,9 @@ pub use local::{
 #[cfg(feature = "local")]
 pub use local_engine::{LocalChat, LocalTimings};
 pub use offline::{OFFLINE_NAME, OfflineArchitect, OfflineConfig};
-pub use openai::{OPENAI_BASE_URL, OPENAI_DEFAULT_MODEL, OpenAiChat, OpenAiConfig};
+#[cfg(feature = "openai")]
+pub use openai::OpenAiChat;
+pub use openai_config::{OPENAI_BASE_URL, OPENAI_DEFAULT_MODEL, OpenAiConfig};
 pub use prompt::{
     DEFAULT_INITIAL, DEFAULT_NEXT, DEFAULT_REPAIR, DEFAULT_SYSTEM, Feedback, IR_RULES, PromptBook,
     TaskBrief, compact_json, metrics_text, task_text,

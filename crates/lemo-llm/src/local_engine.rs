@@ -109,7 +109,7 @@ fn inspect(path: &Path) -> Result<String, LlmError> {
             path,
             format!(
                 "not a GGUF file (it starts with {:?}, a GGUF file with \"GGUF\")",
-                String::from_utf8_lossy(&magic[..n])
+                String::from_utf8_lossy(magic.get(..n).unwrap_or(magic.as_slice()))
             ),
         ));
     }

@@ -66,6 +66,7 @@ impl fmt::Display for Secret {
 }
 
 /// Redacts `secret` (when there is one) in `text`.
+#[cfg(any(feature = "openai", feature = "gemini"))]
 pub(crate) fn redact(secret: Option<&Secret>, text: &str) -> String {
     match secret {
         Some(s) => s.redact_in(text),

@@ -118,6 +118,7 @@ fn architect_config_reads_every_kind_from_toml() -> TestResult {
     assert_eq!(c.retry.timeout_ms, 600_000);
     assert_eq!(c.retry.max_attempts, 5, "unset fields keep their defaults");
     // A local server needs no key: building works offline.
+    #[cfg(feature = "openai")]
     assert_eq!(
         ollama.build()?.name(),
         "openai-compatible qwen2.5-coder:7b at http://localhost:11434/v1"
@@ -125,12 +126,50 @@ fn architect_config_reads_every_kind_from_toml() -> TestResult {
     let gemini = ArchitectConfig::from_toml_str(
         "kind = \"gemini\"\nmodel = \"gemini-2.5-pro\"\napi_key_env = [\"LEMO_TEST_NO_SUCH_KEY\"]",
     )?;
+    let ArchitectConfig::Gemini(g) = &gemini else {
+        return Err("expected gemini".into());
+    };
+    assert_eq!(g.model, "gemini-2.5-pro");
+    #[cfg(feature = "gemini")]
     assert!(matches!(
         gemini.build().err(),
         Some(LlmError::MissingKey { .. })
     ));
     assert!(ArchitectConfig::from_toml_str("kind = \"openai\"\nmodle = \"x\"").is_err());
     assert!(ArchitectConfig::from_toml_str("kind = \"claude\"").is_err());
+    Ok(())
+}
+
+/// Every `kind` parses in every build; one whose client is not compiled in is a configuration
+/// error naming the cargo feature to build with (`--no-default-features` tests that side).
+#[test]
+fn a_kind_whose_client_is_not_compiled_in_names_its_feature() -> TestResult {
+    let cases = [
+        (
+            "openai",
+            "base_url = \"http://localhost:11434/v1\"",
+            cfg!(feature = "openai"),
+        ),
+        (
+            "gemini",
+            "api_key_env = [\"LEMO_TEST_NO_SUCH_KEY\"]",
+            cfg!(feature = "gemini"),
+        ),
+        (
+            "local",
+            "model_path = \"no/such/model.gguf\"",
+            cfg!(feature = "local"),
+        ),
+    ];
+    for (kind, fields, compiled_in) in cases {
+        let config = ArchitectConfig::from_toml_str(&format!("kind = \"{kind}\"\n{fields}"))?;
+        let needs_feature = match config.build() {
+            Err(LlmError::Config(message)) => message.contains(&format!("`{kind}` feature")),
+            // built, or failed for its own reasons (no key, no model file)
+            _ => false,
+        };
+        assert_eq!(needs_feature, !compiled_in, "kind = {kind}");
+    }
     Ok(())
 }
 

@@ -15,8 +15,6 @@ mod error;
 mod folder;
 mod idx;
 mod imagenet16;
-// Not cleared yet (next): pickle.rs indexes and expects as before.
-#[allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod pickle;
 mod spec;
 mod util;

@@ -58,21 +58,18 @@ impl NdArray {
             self.data
                 .chunks_exact(size)
                 .map(|c| {
+                    // `c` has `size` <= 8 bytes: they fill the low bytes, least significant
+                    // first, and a negative signed value is sign-extended over the rest.
                     let mut b = [0u8; 8];
-                    if self.big_endian {
-                        for (k, &v) in c.iter().rev().enumerate() {
-                            b[k] = v;
-                        }
+                    let most_significant = if self.big_endian {
+                        b.iter_mut().zip(c.iter().rev()).for_each(|(d, &v)| *d = v);
+                        c.first()
                     } else {
-                        b[..size].copy_from_slice(c);
-                    }
-                    if signed && c.len() < 8 {
-                        let neg = b[size - 1] & 0x80 != 0;
-                        if neg {
-                            for v in &mut b[size..] {
-                                *v = 0xff;
-                            }
-                        }
+                        b.iter_mut().zip(c).for_each(|(d, &v)| *d = v);
+                        c.last()
+                    };
+                    if signed && most_significant.is_some_and(|&v| v & 0x80 != 0) {
+                        b.iter_mut().skip(size).for_each(|v| *v = 0xff);
                     }
                     u64::from_le_bytes(b) as i64
                 })
@@ -182,9 +179,9 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
-        match self.pos.checked_add(n) {
-            Some(end) if end <= self.buf.len() => {
-                let s = &self.buf[self.pos..end];
+        let end = self.pos.checked_add(n);
+        match end.and_then(|end| Some((end, self.buf.get(self.pos..end)?))) {
+            Some((end, s)) => {
                 self.pos = end;
                 Ok(s)
             }
@@ -200,7 +197,8 @@ impl<'a> Reader<'a> {
     }
 
     fn u8(&mut self) -> Result<u8, PickleError> {
-        Ok(self.take(1)?[0])
+        let [b] = self.le::<1>()?;
+        Ok(b)
     }
 
     fn le<const N: usize>(&mut self) -> Result<[u8; N], PickleError> {
@@ -222,7 +220,8 @@ impl<'a> Reader<'a> {
     /// A line without its newline (protocol 0 arguments), as bytes.
     fn line_bytes(&mut self) -> Result<&'a [u8], PickleError> {
         let start = self.pos;
-        let rest = &self.buf[start..];
+        // `pos` never passes the end (`take` and this keep it in range): empty is only defensive.
+        let rest = self.buf.get(start..).unwrap_or_default();
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
             return Err(PickleError {
                 offset: start as u64,
@@ -231,7 +230,8 @@ impl<'a> Reader<'a> {
             });
         };
         self.pos = start + nl + 1;
-        Ok(&rest[..nl])
+        let (line, _newline) = rest.split_at(nl);
+        Ok(line)
     }
 
     /// A text line without its newline (protocol 0 arguments).
@@ -358,12 +358,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
                 if n > 8 {
                     return Err(r.err(at, format!("integer of {n} bytes does not fit 64 bits")));
                 }
+                // n <= 8 bytes, least significant first, sign-extended over the rest.
                 let mut full = [0u8; 8];
-                full[..n].copy_from_slice(b);
-                if n > 0 && b[n - 1] & 0x80 != 0 {
-                    for v in &mut full[n..] {
-                        *v = 0xff;
-                    }
+                full.iter_mut().zip(b).for_each(|(d, &v)| *d = v);
+                if b.last().is_some_and(|&v| v & 0x80 != 0) {
+                    full.iter_mut().skip(n).for_each(|v| *v = 0xff);
                 }
                 m.push(Obj::Int(i64::from_le_bytes(full)));
             }
@@ -544,10 +543,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Value, PickleError> {
 }
 
 fn pairs(items: &[Id]) -> Option<Vec<(Id, Id)>> {
-    if !items.len().is_multiple_of(2) {
+    let (pairs, []) = items.as_chunks::<2>() else {
         return None;
-    }
-    Some(items.chunks_exact(2).map(|p| (p[0], p[1])).collect())
+    };
+    Some(pairs.iter().map(|&[k, v]| (k, v)).collect())
 }
 
 const MAX_DEPTH: usize = 64;
@@ -631,9 +630,9 @@ fn rebuild(module: &str, name: &str, args: Value, state: Option<Value>) -> Resul
             let Some(Value::Tuple(s)) = state else {
                 return Err("numpy array without state".into());
             };
-            // (version, shape, dtype, is_fortran, data) or without version
-            let s = if s.len() == 5 { &s[1..] } else { &s[..] };
-            let [shape, dtype, fortran, data] = s else {
+            // (version, shape, dtype, is_fortran, data) or without the version
+            let ([_, shape, dtype, fortran, data] | [shape, dtype, fortran, data]) = s.as_slice()
+            else {
                 return Err(format!("numpy array state of {} items", s.len()));
             };
             array(shape, dtype, fortran, data)
@@ -738,14 +737,14 @@ fn array(shape: &Value, dtype: &Value, fortran: &Value, data: &Value) -> Result<
 
 /// Decode a protocol 0 quoted string: `'...'` or `"..."` with Python escapes.
 fn unquote(t: &[u8]) -> Option<Vec<u8>> {
-    if t.len() < 2 || t[0] != t[t.len() - 1] || !(t[0] == b'\'' || t[0] == b'"') {
+    let (&open, rest) = t.split_first()?;
+    let (&close, body) = rest.split_last()?;
+    if open != close || !(open == b'\'' || open == b'"') {
         return None;
     }
-    let body = &t[1..t.len() - 1];
     let mut out = Vec::with_capacity(body.len());
     let mut i = 0;
-    while i < body.len() {
-        let b = body[i];
+    while let Some(&b) = body.get(i) {
         i += 1;
         if b != b'\\' {
             out.push(b);
@@ -794,10 +793,13 @@ fn unquote(t: &[u8]) -> Option<Vec<u8>> {
 fn raw_unicode_unescape(t: &[u8]) -> Option<String> {
     let mut out = String::with_capacity(t.len());
     let mut i = 0;
-    while i < t.len() {
-        let b = t[i];
-        if b == b'\\' && matches!(t.get(i + 1), Some(b'u' | b'U')) {
-            let n = if t[i + 1] == b'u' { 4 } else { 8 };
+    while let Some(&b) = t.get(i) {
+        let escape = match (b, t.get(i + 1)) {
+            (b'\\', Some(b'u')) => Some(4),
+            (b'\\', Some(b'U')) => Some(8),
+            _ => None,
+        };
+        if let Some(n) = escape {
             let hex = std::str::from_utf8(t.get(i + 2..i + 2 + n)?).ok()?;
             out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
             i += 2 + n;

@@ -41,16 +41,20 @@ impl ConvGeometry {
     /// Output height and width, `None` when the (dilated) kernel does not fit the padded input
     /// or a stride / dilation / kernel size is zero.
     pub fn output(&self) -> Option<[usize; 2]> {
-        let dim = |i: usize, size: usize| {
-            let (k, s, d) = (self.kernel[i], self.stride[i], self.dilation[i]);
+        let dim = |size: usize, k: usize, s: usize, d: usize, pad: usize| {
             if k == 0 || s == 0 || d == 0 {
                 return None;
             }
             let span = d * (k - 1) + 1;
-            let padded = size + self.pad_begin[i] + self.pad_end[i];
+            let padded = size + pad;
             (padded >= span).then(|| (padded - span) / s + 1)
         };
-        Some([dim(0, self.h)?, dim(1, self.w)?])
+        let ([kh, kw], [sh, sw], [dh, dw]) = (self.kernel, self.stride, self.dilation);
+        let ([top, left], [bottom, right]) = (self.pad_begin, self.pad_end);
+        Some([
+            dim(self.h, kh, sh, dh, top + bottom)?,
+            dim(self.w, kw, sw, dw, left + right)?,
+        ])
     }
 
     /// Rows of the im2col matrix: `c_in * kh * kw`.
@@ -81,7 +85,9 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
-    let out = f(&mut buf[..len]);
+    // buf.len() >= len: it was just grown to len if it was shorter.
+    let (used, _) = buf.split_at_mut(len);
+    let out = f(used);
     let nested = SCRATCH.take();
     SCRATCH.set(if nested.len() > buf.len() {
         nested
@@ -160,6 +166,9 @@ fn for_each_segment(
 }
 
 /// im2col of output rows `rows` of one image `x[c_in, h, w]` into `col[K, rows.len() * ow]`.
+// Hot loop, indexes kept: for_each_segment's segments `seg..seg + ow` tile `col`, lo <= hi <= ow,
+// and valid_range keeps every `start + i * sw` (i < hi - lo) inside the input row `src..src + w`.
+#[allow(clippy::indexing_slicing)]
 fn im2col(g: &ConvGeometry, rows: Range<usize>, ow: usize, x: &[f32], col: &mut [f32]) {
     let sw = g.stride[1];
     for_each_segment(g, rows, ow, |seg, inside| {
@@ -191,6 +200,8 @@ fn im2col(g: &ConvGeometry, rows: Range<usize>, ow: usize, x: &[f32], col: &mut 
 
 /// col2im of output rows `rows` of one image: accumulates `col[K, rows.len() * ow]` into
 /// `dx[c_in, h, w]`.
+// Hot loop, indexes kept: the same segments and input positions as im2col's (see there).
+#[allow(clippy::indexing_slicing)]
 fn col2im(g: &ConvGeometry, rows: Range<usize>, ow: usize, col: &[f32], dx: &mut [f32]) {
     let sw = g.stride[1];
     for_each_segment(g, rows, ow, |seg, inside| {
@@ -283,6 +294,8 @@ fn matmul(
     }
 }
 
+// The documented panic of forward and backward (their callers check shapes first).
+#[allow(clippy::panic)]
 fn check_lengths(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> [usize; 2] {
     let out = g
         .output()
@@ -306,6 +319,14 @@ fn bands(k: usize, oh: usize, ow: usize) -> impl Iterator<Item = Range<usize>> {
     (0..oh)
         .step_by(rows)
         .map(move |start| start..(start + rows).min(oh))
+}
+
+/// Image `img` of `images`, a batch of images of `len` elements each.
+// Callers pass img < batch for a buffer check_lengths checked to hold batch * len elements (len
+// may be 0, where chunks_exact cannot split).
+#[allow(clippy::indexing_slicing)]
+fn nth_image(images: &[f32], img: usize, len: usize) -> &[f32] {
+    &images[img * len..(img + 1) * len]
 }
 
 /// Forward pass: `y[n, c_out, oh, ow]` from `x[n, c_in, h, w]`, `weight[c_out, c_in, kh, kw]`
@@ -333,7 +354,7 @@ pub fn forward(
     let par = g.batch < rayon::current_num_threads();
     let w = op(weight, [k, 1]);
     let image = |(img, out): (usize, &mut [f32])| {
-        let x_img = &x[img * in_len..(img + 1) * in_len];
+        let x_img = nth_image(x, img, in_len);
         if let Some(b) = bias {
             for (plane, &v) in out.chunks_mut(p).zip(b) {
                 plane.fill(v);
@@ -348,7 +369,9 @@ pub fn forward(
                 with_scratch(k * pt, |col| {
                     im2col(g, rows, ow, x_img, col);
                     let cols = op(col, [pt, 1]);
-                    matmul([g.c_out, pt, k], &mut out[p0..], p, acc, w, cols, par);
+                    // p0 < oh * ow = p <= out.len()
+                    let (_, out_rows) = out.split_at_mut(p0);
+                    matmul([g.c_out, pt, k], out_rows, p, acc, w, cols, par);
                 });
             }
         }
@@ -409,20 +432,19 @@ pub fn backward(
 
     // Each worker takes a contiguous run of images, accumulates its own weight/bias gradient
     // and writes its images' input gradients; the partial weight gradients are summed after.
-    let work = |run: usize, mut dx_run: Option<&mut [f32]>| -> (Vec<f32>, Vec<f32>) {
+    // (in_len and out_len are not 0 here, and x, dy and each run's dx slice are whole images.)
+    let work = |run: usize, dx_run: Option<&mut [f32]>| -> (Vec<f32>, Vec<f32>) {
         let mut dw = vec![0.0f32; g.c_out * k];
         let mut db = vec![0.0f32; g.c_out];
         let first = run * chunk;
         let last = (first + chunk).min(g.batch);
-        for img in first..last {
-            let x_img = &x[img * in_len..(img + 1) * in_len];
-            let dy_img = &dy[img * out_len..(img + 1) * out_len];
+        let images = x.chunks_exact(in_len).zip(dy.chunks_exact(out_len));
+        let mut dx_images = dx_run.map(|d| d.chunks_exact_mut(in_len));
+        for (x_img, dy_img) in images.skip(first).take(last - first) {
             for (acc, plane) in db.iter_mut().zip(dy_img.chunks(p)) {
                 *acc += super::lane_sum(plane, plane, |v, _| v) as f32;
             }
-            let mut dx_img = dx_run
-                .as_deref_mut()
-                .map(|d| &mut d[(img - first) * in_len..(img - first + 1) * in_len]);
+            let mut dx_img = dx_images.as_mut().and_then(Iterator::next);
             if g.is_pointwise() {
                 // dW += dy[c_out, P] x x^T[P, K]; dx = W^T[K, c_out] x dy[c_out, P]
                 let (dyo, xt) = (op(dy_img, [p, 1]), op(x_img, [1, p]));
@@ -434,7 +456,9 @@ pub fn backward(
             }
             for rows in bands(k, oh, ow) {
                 let (p0, pt) = (rows.start * ow, rows.len() * ow);
-                let dyo = op(&dy_img[p0..], [p, 1]);
+                // p0 < oh * ow = p <= dy_img.len()
+                let (_, dy_rows) = dy_img.split_at(p0);
+                let dyo = op(dy_rows, [p, 1]);
                 with_scratch(k * pt, |col| {
                     im2col(g, rows.clone(), ow, x_img, col);
                     matmul(

@@ -11,8 +11,6 @@
 //! else (depthwise, GPU backends, other dtypes) goes to burn's own `conv2d` unchanged.
 
 pub mod batch_norm;
-// Not cleared yet (next): conv.rs indexes and panics as before.
-#[allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 pub mod conv;
 pub mod pool;
 
