@@ -133,6 +133,17 @@ impl RunObserver for Progress {
                 ));
             }
             Event::FinalFinished { .. } => self.epochs.finish_and_clear(),
+            Event::BaselineFinished { result } => {
+                self.epochs.finish_and_clear();
+                self.iterations.println(format!(
+                    "baseline (iteration {}, final recipe): test accuracy {}",
+                    result.iteration,
+                    result
+                        .observed
+                        .test_accuracy
+                        .map_or("not measured".into(), |a| format!("{:.2}%", a * 100.0))
+                ));
+            }
             Event::Warning { message } => tracing::warn!("{message}"),
             _ => {}
         }

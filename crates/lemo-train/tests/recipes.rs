@@ -7,10 +7,11 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{config, small_cnn, splits, task, validated};
 use lemo_energy::NoMeter;
-use lemo_train::data::Augmentation;
+use lemo_train::data::{Augmentation, Dataset};
 use lemo_train::trainer::{cross_entropy, smoothed_cross_entropy};
 use lemo_train::{
     BurnTrainer, Decay, OptimizerKind, Schedule, SgdSettings, TrainConfig, TrainError, Trainer,
+    evaluate,
 };
 
 fn fast(epochs: usize) -> TrainConfig {
@@ -27,8 +28,12 @@ fn fast(epochs: usize) -> TrainConfig {
         schedule: Some(Schedule::one_cycle(0.25)),
         plateau: None,
         label_smoothing: 0.1,
-        tta_flip: true,
-        augmentation: Augmentation::crop_flip(1),
+        // No flip: a mirror swaps the quadrants the classes are told apart by.
+        tta_flip: false,
+        augmentation: Augmentation {
+            crop_padding: 1,
+            ..Augmentation::none()
+        },
         ..config()
     }
 }
@@ -58,6 +63,64 @@ fn sgd_nesterov_one_cycle_learns_and_follows_the_schedule() -> Result<(), TrainE
             h.learning_rate
         );
     }
+    Ok(())
+}
+
+#[test]
+fn flip_tta_changes_nothing_on_mirror_symmetric_images() -> Result<(), TrainError> {
+    let mut trainer = BurnTrainer::new();
+    trainer.train(
+        &validated(small_cnn(), task())?,
+        &splits(false),
+        &TrainConfig {
+            inference: None,
+            ..fast(1)
+        },
+        &NoMeter,
+        &mut lemo_train::NoObserver,
+    )?;
+    let trained = trainer
+        .take_last()
+        .ok_or_else(|| TrainError::Device("nothing trained".into()))?;
+    let device = Default::default();
+    let eval = |data: &Dataset, tta: bool| {
+        evaluate(
+            &trained.model,
+            data,
+            &trained.normalization,
+            16,
+            tta,
+            &device,
+        )
+    };
+    // Every row mirrored onto itself: TTA averages two identical logits.
+    let quadrants = splits(false).val;
+    let mut symmetric = quadrants.images.clone();
+    for row in symmetric.chunks_exact_mut(8) {
+        for x in 0..4 {
+            row[7 - x] = row[x];
+        }
+    }
+    let symmetric = Dataset::new(
+        "symmetric",
+        [1, 8, 8],
+        quadrants.class_names.clone(),
+        symmetric,
+        quadrants.labels.clone(),
+    )
+    .map_err(|e| TrainError::Data(e.to_string()))?;
+    let (plain, with_tta) = (eval(&symmetric, false)?, eval(&symmetric, true)?);
+    assert!(
+        (plain.0 - with_tta.0).abs() < 1e-5,
+        "{plain:?} {with_tta:?}"
+    );
+    assert_eq!(plain.1, with_tta.1);
+    // On the quadrants, the mirror is another class: TTA changes the loss.
+    let (plain, with_tta) = (eval(&quadrants, false)?, eval(&quadrants, true)?);
+    assert!(
+        (plain.0 - with_tta.0).abs() > 1e-3,
+        "{plain:?} {with_tta:?}"
+    );
     Ok(())
 }
 
