@@ -77,26 +77,15 @@ fn parse_args() -> Result<Args, String> {
 
 /// The dataset in `dir`: binary batches or an image folder.
 fn dataset(dir: &Path) -> Result<DatasetSpec, String> {
-    for bin in [dir.join("cifar-10-batches-bin"), dir.to_path_buf()] {
-        if bin.join("data_batch_1.bin").is_file() {
-            return Ok(DatasetSpec::Cifar10 { dir: bin });
-        }
-    }
-    for root in [dir.join("cifar10-jpeg"), dir.to_path_buf()] {
-        if root.join("train").is_dir() && root.join("test").is_dir() {
-            return Ok(DatasetSpec::ImageFolder {
-                dir: root,
-                size: Some([32, 32]),
-            });
-        }
-    }
-    Err(format!(
-        "no CIFAR-10 in {}: expected cifar-10-batches-bin/data_batch_1.bin or train/ and test/ \
-         image folders.\nGet the binary release with `lemo data download cifar10 {}`, or unpack \
-         ../shared/data/cifar10-jpeg.tar.gz there.",
-        dir.display(),
-        dir.display()
-    ))
+    DatasetSpec::find_cifar10(dir).ok_or_else(|| {
+        format!(
+            "no CIFAR-10 in {}: expected cifar-10-batches-bin/data_batch_1.bin or train/ and \
+             test/ image folders.\nGet the binary release with `lemo data download cifar10 {}`, \
+             or unpack ../shared/data/cifar10-jpeg.tar.gz there.",
+            dir.display(),
+            dir.display()
+        )
+    })
 }
 
 /// One line per event worth seeing, with the time since the start.

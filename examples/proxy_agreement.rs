@@ -11,30 +11,12 @@
 //! DATA_DIR as for `discover_cifar10` (binary batches or the image folder form). Prints a table,
 //! then one line: `proxy_agreement networks=N proxy_seconds=S long_seconds=L spearman=R kendall=T`.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use lemo_arch::{Graph, Instruction, Limits, Task, ValidatedGraph, ref_cnn, starter};
 use lemo_energy::NoMeter;
 use lemo_train::data::{DatasetSpec, Splits};
 use lemo_train::{BurnTrainer, NoObserver, TrainConfig, Trainer};
-
-fn dataset(dir: &Path) -> Option<DatasetSpec> {
-    for bin in [dir.join("cifar-10-batches-bin"), dir.to_path_buf()] {
-        if bin.join("data_batch_1.bin").is_file() {
-            return Some(DatasetSpec::Cifar10 { dir: bin });
-        }
-    }
-    for root in [dir.join("cifar10-jpeg"), dir.to_path_buf()] {
-        if root.join("train").is_dir() && root.join("test").is_dir() {
-            return Some(DatasetSpec::ImageFolder {
-                dir: root,
-                size: Some([32, 32]),
-            });
-        }
-    }
-    None
-}
 
 /// The networks: the starter, the starter after each capacity edit, the reference CNN.
 fn networks(task: &Task) -> Vec<(String, Graph)> {
@@ -129,7 +111,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let Some(spec) = dir.as_deref().and_then(dataset) else {
+    let Some(spec) = dir.as_deref().and_then(DatasetSpec::find_cifar10) else {
         eprintln!("usage: proxy_agreement DATA_DIR (CIFAR-10 binary batches or image folders)");
         return ExitCode::from(2);
     };

@@ -81,6 +81,26 @@ impl DatasetSpec {
         }
     }
 
+    /// CIFAR-10 found in `dir`: the binary release (`dir/cifar-10-batches-bin/` or `dir`
+    /// itself holding `data_batch_1.bin`) or the image-folder form (`dir/cifar10-jpeg/` or
+    /// `dir` itself holding `train/` and `test/`, images read at 32x32). `None`: neither.
+    pub fn find_cifar10(dir: &std::path::Path) -> Option<DatasetSpec> {
+        for bin in [dir.join("cifar-10-batches-bin"), dir.to_path_buf()] {
+            if bin.join("data_batch_1.bin").is_file() {
+                return Some(DatasetSpec::Cifar10 { dir: bin });
+            }
+        }
+        for root in [dir.join("cifar10-jpeg"), dir.to_path_buf()] {
+            if root.join("train").is_dir() && root.join("test").is_dir() {
+                return Some(DatasetSpec::ImageFolder {
+                    dir: root,
+                    size: Some([32, 32]),
+                });
+            }
+        }
+        None
+    }
+
     /// The training data and, where the format has one, the test set, as stored.
     pub fn load_raw(&self) -> Result<(Dataset, Option<Dataset>), DataError> {
         match self {
@@ -109,5 +129,39 @@ impl DatasetSpec {
         let (all, test) = self.load_raw()?;
         let (train, val) = all.split(val_fraction, seed);
         Ok(Splits { train, val, test })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cifar10_is_found_in_either_published_form() -> Result<(), std::io::Error> {
+        let tmp = tempfile::tempdir()?;
+        let root = tmp.path();
+        assert_eq!(DatasetSpec::find_cifar10(root), None);
+        std::fs::create_dir_all(root.join("cifar10-jpeg/train"))?;
+        std::fs::create_dir_all(root.join("cifar10-jpeg/test"))?;
+        assert_eq!(
+            DatasetSpec::find_cifar10(root),
+            Some(DatasetSpec::ImageFolder {
+                dir: root.join("cifar10-jpeg"),
+                size: Some([32, 32]),
+            })
+        );
+        let bin = root.join("cifar-10-batches-bin");
+        std::fs::create_dir_all(&bin)?;
+        std::fs::write(bin.join("data_batch_1.bin"), [0u8])?;
+        // The binary release wins, from the parent or from the folder itself.
+        assert_eq!(
+            DatasetSpec::find_cifar10(root),
+            Some(DatasetSpec::Cifar10 { dir: bin.clone() })
+        );
+        assert_eq!(
+            DatasetSpec::find_cifar10(&bin),
+            Some(DatasetSpec::Cifar10 { dir: bin.clone() })
+        );
+        Ok(())
     }
 }
