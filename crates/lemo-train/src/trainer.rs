@@ -360,6 +360,10 @@ pub fn train_and_measure(
         )));
     }
     let norm = Normalization::from_dataset(train_set);
+    // Every evaluation pass of this run: same normalisation, batch and device.
+    let eval = |model: &GraphModel, set: &Dataset, tta_flip: bool| {
+        evaluate(model, set, &norm, config.eval_batch_size, tta_flip, &device)
+    };
     let mut optim = optimizer(&model, config)?;
     let mut lr = config.learning_rate;
     let mut plateau = Monitor::new();
@@ -428,14 +432,7 @@ pub fn train_and_measure(
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let valid = model.valid();
-        let (val_loss, val_accuracy) = evaluate(
-            &valid,
-            &data.val,
-            &norm,
-            config.eval_batch_size,
-            config.tta_flip,
-            &device,
-        )?;
+        let (val_loss, val_accuracy) = eval(&valid, &data.val, config.tta_flip)?;
         let mut stats = EpochStats::default();
         stats.epoch = epoch;
         stats.train_loss = loss_sum / seen.max(1) as f64;
@@ -500,28 +497,14 @@ pub fn train_and_measure(
             }
             _ => train_set,
         };
-        let (_, a1) = evaluate(
-            &trained,
-            a1_set,
-            &norm,
-            config.eval_batch_size,
-            false,
-            &device,
-        )?;
+        let (_, a1) = eval(&trained, a1_set, false)?;
         evaluation.train_accuracy = a1;
         evaluation.train_accuracy_images = a1_set.len();
 
         // A2 inside the E2 window.
         observer.on_phase("validation");
         let window = meter.start()?;
-        let (val_loss, a2) = evaluate(
-            &trained,
-            &data.val,
-            &norm,
-            config.eval_batch_size,
-            config.tta_flip,
-            &device,
-        )?;
+        let (val_loss, a2) = eval(&trained, &data.val, config.tta_flip)?;
         evaluation.val_energy = window.finish()?;
         evaluation.val_accuracy = a2;
         evaluation.val_loss = val_loss;
@@ -530,14 +513,7 @@ pub fn train_and_measure(
             && let Some(test) = &data.test
         {
             observer.on_phase("test");
-            let (_, acc) = evaluate(
-                &trained,
-                test,
-                &norm,
-                config.eval_batch_size,
-                config.tta_flip,
-                &device,
-            )?;
+            let (_, acc) = eval(&trained, test, config.tta_flip)?;
             evaluation.test_accuracy = Some(acc);
         }
         if let Some(bench) = config.inference {

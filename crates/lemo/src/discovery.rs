@@ -243,8 +243,6 @@ struct Loop {
     history: RunHistory,
     task: Task,
     brief: TaskBrief,
-    /// Which evaluated network the next iteration's instructions apply to.
-    base: SearchBase,
 }
 
 impl Discovery {
@@ -345,7 +343,6 @@ impl Discovery {
             history: RunHistory::default(),
             brief: self.brief(&task, &data.summary),
             task: task.clone(),
-            base: self.config.search.base,
         };
         let start = Event::RunStarted {
             version: JOURNAL_VERSION,
@@ -392,7 +389,6 @@ impl Discovery {
             brief: self.brief(&start.task, &data.summary),
             task: start.task.clone(),
             history,
-            base: self.config.search.base,
         };
         let resumed = Event::Resumed {
             finished_iterations: lp.history.iterations.len(),
@@ -542,7 +538,7 @@ impl Discovery {
         let started = Instant::now();
         let n = lp.history.iterations.len() + 1;
         let seed = derive_seed(self.config.run.seed, n as u64, STREAM_ARCHITECT);
-        let (feedback, command) = lp.feedback(n);
+        let (feedback, command) = lp.feedback(n, self.config.search.base);
         self.emit(
             lp,
             Event::IterationStarted {
@@ -651,7 +647,7 @@ impl Discovery {
                             novelty_asked = true;
                             novelty_message(k, hash, &observe(ev, d.analysis()))
                         }
-                        Some(_) if lp.base_hash() == Some(hash) => {
+                        Some(_) if lp.base_hash(self.config.search.base) == Some(hash) => {
                             let design = self.explore(lp, n, d)?;
                             return Ok((Some(design), proposal, round));
                         }
@@ -999,11 +995,11 @@ struct Evaluated {
 impl Loop {
     /// The evaluated iteration the next network starts from: the last one (`previous`, the
     /// paper) or the best by CM so far (`best`).
-    fn base_record(&self) -> Option<&IterationRecord> {
+    fn base_record(&self, base: SearchBase) -> Option<&IterationRecord> {
         let evaluated =
             |r: &&IterationRecord| matches!(r.outcome, IterationOutcome::Evaluated { .. });
         let last = || self.history.iterations.iter().rev().find(evaluated);
-        match self.base {
+        match base {
             SearchBase::Previous => last(),
             SearchBase::Best => self
                 .history
@@ -1015,8 +1011,8 @@ impl Loop {
     }
 
     /// The canonical hash of the base network, when there is one.
-    fn base_hash(&self) -> Option<&str> {
-        match &self.base_record()?.outcome {
+    fn base_hash(&self, base: SearchBase) -> Option<&str> {
+        match &self.base_record(base)?.outcome {
             IterationOutcome::Evaluated { hash, .. } => Some(hash),
             _ => None,
         }
@@ -1024,8 +1020,12 @@ impl Loop {
 
     /// The feedback for iteration `n` (the base network, its metrics and the command the expert
     /// system gave for it) and that command; both `None` before any network was evaluated.
-    fn feedback(&self, n: usize) -> (Option<Feedback>, Option<ResolvedCommand>) {
-        let Some(base) = self.base_record() else {
+    fn feedback(
+        &self,
+        n: usize,
+        base_kind: SearchBase,
+    ) -> (Option<Feedback>, Option<ResolvedCommand>) {
+        let Some(base) = self.base_record(base_kind) else {
             return (None, None);
         };
         let IterationOutcome::Evaluated {
@@ -1036,7 +1036,7 @@ impl Loop {
         };
         // `previous`: the command of the last iteration, carried over an iteration without a
         // network (the paper); `best`: the command the best network received.
-        let command = match self.base {
+        let command = match base_kind {
             SearchBase::Previous => self.history.iterations.last(),
             SearchBase::Best => Some(base),
         }
