@@ -61,10 +61,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(p) => format!("not usable: {}", p.kind),
         };
         println!(
-            "seed {seed}: {:.1} s; prompt {} tokens at {:.0} tokens/s; {} tokens generated at {:.1} tokens/s; {outcome}",
+            "seed {seed}: {:.1} s; prompt {} tokens ({} from the cache), read at {:.0} tokens/s; {} tokens generated at {:.1} tokens/s; {outcome}",
             start.elapsed().as_secs_f64(),
             t.prompt_tokens,
-            f64::from(t.prompt_tokens) / t.prompt_seconds,
+            t.cached_prompt_tokens,
+            f64::from(t.prompt_tokens - t.cached_prompt_tokens) / t.prompt_seconds,
             t.generated_tokens,
             f64::from(t.generated_tokens) / t.generate_seconds,
         );

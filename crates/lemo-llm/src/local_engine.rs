@@ -9,7 +9,9 @@
 use crate::LlmError;
 use crate::chat::{BoxFuture, ChatModel, ChatRequest, ChatResponse, Role, TokenUsage};
 use crate::local::{LocalConfig, grammar_schema};
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::gguf::GgufContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -22,7 +24,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use std::io::Read;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 /// The context window used when the configuration sets none (capped by the model's own).
@@ -42,11 +44,18 @@ fn backend() -> Result<&'static LlamaBackend, String> {
         .map_err(Clone::clone)
 }
 
+/// One generation at a time in this process: llama.cpp's worker threads spin while they wait,
+/// so two generations sharing the cores (parallel tests, two models) run many times slower
+/// than one after the other.
+static GENERATING: Mutex<()> = Mutex::new(());
+
 /// Timings of one answer, for the log and the measurements in docs/llm.md.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct LocalTimings {
     /// Tokens of the prompt.
     pub prompt_tokens: u32,
+    /// Of those, how many were restored from the previous request's prompt (not read again).
+    pub cached_prompt_tokens: u32,
     /// Seconds spent reading the prompt.
     pub prompt_seconds: f64,
     /// Tokens generated.
@@ -55,9 +64,18 @@ pub struct LocalTimings {
     pub generate_seconds: f64,
 }
 
+/// The model's memory (KV state) after reading the last prompt, kept so that the next request
+/// reads only the tokens after the prefix the two share: in a discovery every request starts
+/// with the same system prompt (the IR's rules, schema and example: thousands of tokens).
+struct PromptCache {
+    tokens: Vec<LlamaToken>,
+    state: SeqState,
+}
+
 /// A GGUF model run in-process by llama.cpp: a [`ChatModel`] for [`crate::LlmArchitect`].
-/// Build it with [`LocalChat::load`]; each request gets a fresh context, so answers depend
-/// only on the request (same messages, schema and seed: same text).
+/// Build it with [`LocalChat::load`]; each request gets a fresh context (the prompt's common
+/// prefix with the previous request is restored from a cache of its memory, which changes no
+/// result), so answers depend only on the request (same messages, schema and seed: same text).
 pub struct LocalChat {
     model: LlamaModel,
     config: LocalConfig,
@@ -68,6 +86,7 @@ pub struct LocalChat {
     trained_context: u32,
     threads: i32,
     load_seconds: f64,
+    prompt_cache: Mutex<Option<PromptCache>>,
 }
 
 impl std::fmt::Debug for LocalChat {
@@ -199,6 +218,7 @@ impl LocalChat {
             trained_context,
             threads,
             load_seconds,
+            prompt_cache: Mutex::new(None),
         })
     }
 
@@ -247,6 +267,10 @@ impl LocalChat {
         &self,
         request: &ChatRequest,
     ) -> Result<(ChatResponse, LocalTimings), LlmError> {
+        // A poisoned lock only means another generation panicked; the lock guards no data.
+        let _one_at_a_time = GENERATING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let start = Instant::now();
         let backend = backend().map_err(|e| self.error(e))?;
         let prompt = self.render_prompt(request)?;
@@ -277,10 +301,10 @@ impl LocalChat {
         let grammar = match &request.schema {
             Some(s) => {
                 let schema = grammar_schema(&s.schema, self.config.max_nodes);
-                Some(
-                    llama_cpp_2::json_schema_to_grammar(&schema)
+                Some(compact_whitespace(
+                    &llama_cpp_2::json_schema_to_grammar(&schema)
                         .map_err(|e| self.error(format!("answer schema to grammar: {e}")))?,
-                )
+                ))
             }
             None => None,
         };
@@ -314,10 +338,13 @@ impl LocalChat {
             .new_context(backend, params)
             .map_err(|e| self.error(format!("context of {n_ctx} tokens: {e}")))?;
 
-        // Read the prompt, in batches; logits only for its last token.
+        // Read the prompt, in batches, after the prefix restored from the cache; logits only
+        // for its last token.
+        let cached = self.restore_prefix(&mut ctx, &tokens, n_ctx);
         let mut batch = LlamaBatch::new(PROMPT_BATCH as usize, 1);
-        let chunks: Vec<&[LlamaToken]> = tokens.chunks(PROMPT_BATCH as usize).collect();
-        let mut pos: i32 = 0;
+        let rest = tokens.get(cached..).unwrap_or_default();
+        let chunks: Vec<&[LlamaToken]> = rest.chunks(PROMPT_BATCH as usize).collect();
+        let mut pos = i32::try_from(cached).unwrap_or(0);
         for (c, chunk) in chunks.iter().enumerate() {
             batch.clear();
             for (i, t) in chunk.iter().enumerate() {
@@ -331,6 +358,7 @@ impl LocalChat {
                 .map_err(|e| self.error(format!("reading the prompt: {e}")))?;
         }
         let prompt_seconds = start.elapsed().as_secs_f64();
+        self.remember_prompt(&ctx, tokens);
 
         // Generate until end of generation or `max_tokens`.
         let gen_start = Instant::now();
@@ -360,13 +388,15 @@ impl LocalChat {
         }
         let timings = LocalTimings {
             prompt_tokens: n_prompt,
+            cached_prompt_tokens: u32::try_from(cached).unwrap_or(u32::MAX),
             prompt_seconds,
             generated_tokens: generated,
             generate_seconds: gen_start.elapsed().as_secs_f64(),
         };
         tracing::info!(
             prompt_tokens = n_prompt,
-            prompt_tokens_per_s = f64::from(n_prompt) / prompt_seconds.max(1e-9),
+            cached_prompt_tokens = cached,
+            prompt_tokens_per_s = (f64::from(n_prompt) - cached as f64) / prompt_seconds.max(1e-9),
             generated_tokens = generated,
             generated_tokens_per_s = f64::from(generated) / timings.generate_seconds.max(1e-9),
             truncated = !finished,
@@ -389,7 +419,76 @@ impl LocalChat {
     }
 }
 
+/// The grammar with JSON whitespace limited to one optional space: llama.cpp's converter allows
+/// newlines and up to 20 spaces of indentation between tokens, which a small model spends many
+/// tokens on. The language of JSON values is unchanged.
+fn compact_whitespace(grammar: &str) -> String {
+    grammar
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("space ::=") {
+                r#"space ::= | " ""#
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl LocalChat {
+    /// Restores the cached memory of the prefix `tokens` shares with the previous prompt into
+    /// `ctx` and returns its length (0: nothing restored, read the whole prompt). The length is
+    /// a whole number of prompt batches, so the rest is read in exactly the batches it would be
+    /// read in without the cache (the same arithmetic: the same answer), and the last prompt
+    /// token is always read again (its logits start the answer).
+    fn restore_prefix(
+        &self,
+        ctx: &mut LlamaContext<'_>,
+        tokens: &[LlamaToken],
+        n_ctx: u32,
+    ) -> usize {
+        let Ok(guard) = self.prompt_cache.lock() else {
+            return 0;
+        };
+        let Some(cache) = guard.as_ref() else {
+            return 0;
+        };
+        let common = cache
+            .tokens
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let batch = PROMPT_BATCH as usize;
+        let keep = common.min(tokens.len().saturating_sub(1)) / batch * batch;
+        if keep == 0 || cache.tokens.len() > n_ctx as usize {
+            return 0;
+        }
+        let restored = ctx.state_seq_set(&cache.state, 0).is_ok()
+            && matches!(
+                ctx.clear_kv_cache_seq(Some(0), u32::try_from(keep).ok(), None),
+                Ok(true)
+            );
+        if restored {
+            keep
+        } else {
+            tracing::debug!("prompt cache not restored: reading the whole prompt");
+            ctx.clear_kv_cache();
+            0
+        }
+    }
+
+    /// Keeps the memory of the prompt just read for the next request.
+    fn remember_prompt(&self, ctx: &LlamaContext<'_>, tokens: Vec<LlamaToken>) {
+        let Ok(state) = ctx.state_seq_get(0, LlamaStateSeqFlags::empty()) else {
+            return;
+        };
+        if let Ok(mut guard) = self.prompt_cache.lock() {
+            *guard = Some(PromptCache { tokens, state });
+        }
+    }
+
     /// One token, as llama.cpp's own common sampler does it: sample without the grammar, check
     /// that one token against the grammar, and only when it is rejected apply the grammar to the
     /// whole vocabulary and sample again (the grammar over ~50k tokens every step is slow).

@@ -114,6 +114,36 @@ fn answers_parse_as_the_ir_and_the_same_seed_gives_the_same_text() -> TestResult
 }
 
 #[test]
+fn the_prompt_cache_saves_reading_and_changes_no_answer() -> TestResult {
+    // A model of its own: the shared one's cache is filled by the other tests.
+    let chat = LocalChat::load(config())?;
+    let request = initial_request(5);
+    let (first, t1) = chat.generate(&request)?;
+    assert_eq!(
+        t1.cached_prompt_tokens, 0,
+        "a fresh model has nothing cached"
+    );
+    let (second, t2) = chat.generate(&request)?;
+    assert!(
+        t2.cached_prompt_tokens >= 512 && t2.cached_prompt_tokens < t2.prompt_tokens,
+        "{t2:?}"
+    );
+    assert_eq!(
+        first.text, second.text,
+        "the cache must not change the answer"
+    );
+    // The next round's request shares the system prompt and the first turn.
+    let mut next = request.clone();
+    next.messages
+        .push(lemo_llm::Message::assistant(first.text.clone()));
+    next.messages
+        .push(lemo_llm::Message::user("Make the network smaller."));
+    let (_, t3) = chat.generate(&next)?;
+    assert!(t3.cached_prompt_tokens >= t2.cached_prompt_tokens, "{t3:?}");
+    Ok(())
+}
+
+#[test]
 fn an_answer_cut_off_at_max_tokens_is_truncated_and_goes_to_repair() -> TestResult {
     let mut request = initial_request(3);
     request.max_tokens = Some(6);
