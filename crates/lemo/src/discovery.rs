@@ -1188,7 +1188,9 @@ impl Discovery {
                     let spec = lp.job_spec(n, c, job.attempt);
                     if runner.attach(&job.job_id, &spec) {
                         self.job_state(lp, n, c, &job.job_id, &job.state, "re-attached")?;
-                        active.push(ActiveJob::new(c, hash, job.job_id, job.attempt, &job.state));
+                        let mut a = ActiveJob::new(c, hash, job.job_id, job.attempt, &job.state);
+                        a.seen = true;
+                        active.push(a);
                     } else {
                         self.job_state(lp, n, c, &job.job_id, "LOST", "resubmitted")?;
                         queue.push_back((c, job.attempt + 1));
@@ -1300,7 +1302,15 @@ impl Discovery {
                         continue;
                     }
                 }
-                let status = states.get(&a.id).cloned().unwrap_or(JobStatus::Unknown);
+                let status = match (states.get(&a.id).cloned(), &a.end) {
+                    // An end once reported stays the end, whatever a later listing says.
+                    (_, Some((state, retry))) => JobStatus::Ended {
+                        state: state.clone(),
+                        retry: *retry,
+                    },
+                    (Some(s), None) => s,
+                    (None, None) => JobStatus::Unknown,
+                };
                 let (state, retry) = match status {
                     JobStatus::Active(state) => {
                         if state != a.state {
@@ -1325,6 +1335,7 @@ impl Discovery {
                 // Ended without a result (yet): a worker that finished may have written it
                 // an instant ago, on a filesystem that shows it late. A job the engine ended
                 // (retry) had no result to write.
+                a.end = Some((state.clone(), retry));
                 let ended = *a.ended.get_or_insert_with(Instant::now);
                 if !retry && ended.elapsed() < grace {
                     still.push(a);
@@ -1724,6 +1735,8 @@ struct ActiveJob {
     seen: bool,
     since: Instant,
     ended: Option<Instant>,
+    /// The end the engine reported (state, resubmittable), once it did.
+    end: Option<(String, bool)>,
 }
 
 impl ActiveJob {
@@ -1737,6 +1750,7 @@ impl ActiveJob {
             seen: false,
             since: Instant::now(),
             ended: None,
+            end: None,
         }
     }
 }

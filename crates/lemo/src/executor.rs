@@ -233,6 +233,8 @@ pub struct ProcessRunner {
     children: HashMap<String, (Child, usize)>,
     /// Processes of an earlier loop process found running on resume: id -> slot.
     adopted: HashMap<String, usize>,
+    /// How processes that ended, ended (asked about again while a result is awaited).
+    ended: HashMap<String, JobStatus>,
 }
 
 impl std::fmt::Debug for ProcessRunner {
@@ -256,6 +258,7 @@ impl ProcessRunner {
             shares: cpu_shares(&cpus, workers),
             children: HashMap::new(),
             adopted: HashMap::new(),
+            ended: HashMap::new(),
         }
     }
 
@@ -385,8 +388,11 @@ impl JobRunner for ProcessRunner {
                     }
                 }
             } else {
-                JobStatus::Unknown
+                self.ended.get(id).cloned().unwrap_or(JobStatus::Unknown)
             };
+            if matches!(status, JobStatus::Ended { .. }) {
+                self.ended.insert(id.clone(), status.clone());
+            }
             out.insert(id.clone(), status);
         }
         Ok(out)
