@@ -239,3 +239,87 @@ fn a_run_directory_the_nodes_cannot_see_is_refused_at_start() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn ctrl_c_cancels_the_runs_workers_and_resume_finishes_it() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let cfg = tmp.path().join("k2.toml");
+    let text = digits_config(1, 4, 1)
+        .replace("epochs = 2\n", "epochs = 60\n")
+        .replace("[search]\n", "[search]\ncandidates = 2\n")
+        .replace(
+            "[termination]",
+            "[executor]\nkind = \"processes\"\nworkers = 2\n[termination]",
+        );
+    std::fs::write(&cfg, text)?;
+    let out = tmp.path().join("runs");
+    let mut child = lemo()
+        .args(["discover", "--quiet"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    let journal = loop {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120));
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("the run ended before Ctrl-C: {st}");
+        }
+        let j = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("journal.jsonl"));
+        if let Some(j) = j
+            && std::fs::read_to_string(&j).is_ok_and(|t| t.matches("\"RUNNING\"").count() >= 2)
+        {
+            break j;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    assert!(st.success());
+    let st = child.wait()?;
+    assert_eq!(st.code(), Some(130), "interrupted");
+    let entries = read_journal::<Event>(&journal)?.entries;
+    let workers: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::JobSubmitted { job_id, .. } => Some(job_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(workers.len(), 2);
+    for pid in &workers {
+        assert!(
+            entries.iter().any(|e| matches!(&e.event,
+                Event::JobState { job_id, state, note, .. }
+                    if job_id == pid && state == "CANCELLED" && note.contains("interrupted"))),
+            "job {pid} journalled as cancelled"
+        );
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains("evaluate"),
+            "worker {pid} still runs"
+        );
+    }
+    assert!(!RunHistory::load(&journal)?.finished);
+
+    // The journal is consistent: resume finishes the run, the cancelled jobs submitted again.
+    let dir = run_dir(&out);
+    let st = lemo()
+        .args(["resume", "--quiet"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    assert!(st.success());
+    let h = RunHistory::load(&journal)?;
+    assert!(h.finished);
+    assert!(h.iterations[0].candidates.iter().all(|c| c.jobs.len() == 2));
+    Ok(())
+}

@@ -1156,8 +1156,9 @@ impl Discovery {
         };
         let max_resubmits = self.config.executor.slurm.max_resubmits;
         // Grace for a result to show up after its job ended (shared filesystems may lag).
+        // NFS caches directory lookups for up to acdirmax (60 s by default).
         let grace = if runner.kind() == ExecutorKind::Slurm.name() {
-            Duration::from_secs(15)
+            Duration::from_secs(60)
         } else {
             Duration::from_millis(500)
         };

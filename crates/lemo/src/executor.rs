@@ -647,8 +647,17 @@ impl SlurmRunner {
         let started = Instant::now();
         let step = Duration::from_secs_f64(self.config.poll_interval.min(1.0));
         let mut ended_at: Option<(Instant, String)> = None;
+        // Looked for in a fresh listing of the folder: a network filesystem may cache a
+        // failed lookup of the file, not a new listing.
+        let name = file.file_name().map(|n| n.to_os_string());
+        let listed = || {
+            std::fs::read_dir(jobs_dir).is_ok_and(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| Some(e.file_name()) == name)
+            })
+        };
         loop {
-            if file.exists() {
+            if listed() {
                 let _ = std::fs::remove_file(&file);
                 let _ = std::fs::remove_file(&log);
                 return Ok(None);

@@ -33,8 +33,11 @@ fn hash(o: &IterationOutcome) -> Option<String> {
     }
 }
 
+/// One candidate as a trace shows it: iteration, candidate, hash, CM, the chosen candidate.
+type TraceRow = (usize, usize, Option<String>, Option<f64>, usize);
+
 /// Per iteration and candidate: (iteration, candidate, hash, CM), and the chosen candidate.
-fn trace(h: &RunHistory) -> Vec<(usize, usize, Option<String>, Option<f64>, usize)> {
+fn trace(h: &RunHistory) -> Vec<TraceRow> {
     h.iterations
         .iter()
         .flat_map(|r| {
