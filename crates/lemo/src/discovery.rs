@@ -1170,8 +1170,14 @@ impl Discovery {
             };
             let hash = design.network.canonical_hash().to_string();
             let spec = lp.job_spec(n, c, 1);
+            let last = resumed
+                .and_then(|p| p.candidates.get(&c))
+                .and_then(|x| x.jobs.last().cloned());
             match read_job_result(&spec.result, n, c, &hash) {
                 Ok(Some(r)) => {
+                    if let Some(job) = &last {
+                        self.job_state(lp, n, c, &job.job_id, "COMPLETED", "result read")?;
+                    }
                     self.settle(lp, n, c, design, r, results)?;
                     continue;
                 }
@@ -1181,9 +1187,6 @@ impl Discovery {
                     continue;
                 }
             }
-            let last = resumed
-                .and_then(|p| p.candidates.get(&c))
-                .and_then(|x| x.jobs.last().cloned());
             match last {
                 Some(job) => {
                     let spec = lp.job_spec(n, c, job.attempt);
@@ -1294,6 +1297,7 @@ impl Discovery {
                 let spec = lp.job_spec(n, c, a.attempt);
                 match read_job_result(&spec.result, n, c, &a.hash) {
                     Ok(Some(r)) => {
+                        self.job_state(lp, n, c, &a.id, "COMPLETED", "result read")?;
                         self.settle(lp, n, c, design, r, results)?;
                         continue;
                     }
