@@ -4,6 +4,7 @@
 //! lemo discover [CONFIG]        run a discovery (default: the embedded quickstart config)
 //! lemo resume RUN_DIR           continue a killed run from its journal
 //! lemo report RUN_DIR           rewrite report.md and plots from the journal
+//! lemo evaluate JOB RESULT      worker: train and measure one candidate job, write its result
 //! lemo arch check FILE          validate and summarise a network file (IR JSON or LLM answer)
 //! lemo data inspect SPEC        load a dataset and print its sizes
 //! lemo data download NAME DIR   fetch cifar10 / cifar100 / fashion-mnist, checksummed
@@ -11,7 +12,8 @@
 //!
 //! Exit codes: 0 success, 1 unexpected error, 2 bad configuration or input (an invalid network
 //! for `arch check`), 3 data missing or unreadable, 4 architect / API failure, 5 training
-//! failure, 6 run directory / journal / report I/O, 7 energy meter.
+//! failure, 6 run directory / journal / report I/O, 7 energy meter, 8 executor failure (SLURM,
+//! worker processes), 130 interrupted (Ctrl-C; the run's jobs were cancelled).
 
 #![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -19,9 +21,14 @@ mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
-use lemo::{Discovery, LemoError, RunConfig, RunDir, RunHistory, write_report};
+use lemo::job::{read_job, write_json};
+use lemo::{
+    Discovery, ExecutorKind, JobOutcome, LemoError, RunConfig, RunDir, RunHistory, write_report,
+};
 use lemo_arch::{Limits, Task, parse_answer};
 use lemo_train::data::{DatasetSpec, Downloader, RemoteDataset};
 
@@ -61,6 +68,16 @@ enum Command {
     Report {
         /// The run directory.
         run_dir: PathBuf,
+    },
+    /// Worker of the `processes` and `slurm` executors: train and measure the candidate of
+    /// JOB (a job file the loop wrote) and write RESULT atomically. Exit 0 with a result,
+    /// 5 with a result saying the candidate could not be trained, 2 for a corrupt job file or
+    /// one of another format version (no result then).
+    Evaluate {
+        /// The job file (`RUN_DIR/jobs/iNNN-cK.job.json`).
+        job: PathBuf,
+        /// Where to write the result.
+        result: PathBuf,
     },
     /// Network files.
     Arch {
@@ -223,7 +240,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 cfg.termination.iterations
             );
             let observer = progress::Progress::new(cfg.termination.iterations, cli.quiet);
+            let interrupt = interrupt_flag(&cfg)?;
             let mut discovery = Discovery::from_config(cfg)?.with_observer(Box::new(observer));
+            if let Some(flag) = interrupt {
+                discovery = discovery.with_interrupt(flag);
+            }
             let summary = discovery.discover()?;
             print_summary(&summary.history, &summary.run_dir);
             Ok(())
@@ -232,7 +253,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let dir = RunDir::new(run_dir);
             let cfg = RunConfig::from_path(&dir.config()).map_err(LemoError::from)?;
             let observer = progress::Progress::new(cfg.termination.iterations, cli.quiet);
+            let interrupt = interrupt_flag(&cfg)?;
             let mut discovery = Discovery::from_config(cfg)?.with_observer(Box::new(observer));
+            if let Some(flag) = interrupt {
+                discovery = discovery.with_interrupt(flag);
+            }
             let summary = discovery.resume(dir)?;
             print_summary(&summary.history, &summary.run_dir);
             Ok(())
@@ -244,6 +269,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("report: {}", path.display());
             Ok(())
         }
+        Command::Evaluate { job, result } => evaluate(&job, &result),
         Command::Arch {
             command:
                 ArchCommand::Check {
@@ -330,6 +356,56 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}:{}", spec.kind(), dir.join(ds.folder()).display());
             Ok(())
         }
+    }
+}
+
+/// With an executor, the first Ctrl-C sets a flag the loop watches (it cancels the run's jobs
+/// and stops, the journal consistent) and a second one exits at once; in process, Ctrl-C
+/// keeps its default meaning.
+fn interrupt_flag(cfg: &RunConfig) -> Result<Option<Arc<AtomicBool>>, Failure> {
+    if cfg.executor.kind == ExecutorKind::InProcess {
+        return Ok(None);
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered first, so it runs while the flag is still unset: only a second signal exits.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&flag)))
+            .map_err(|e| fail(1, format!("cannot install the Ctrl-C handler: {e}")))?;
+    }
+    Ok(Some(flag))
+}
+
+/// `lemo evaluate JOB RESULT`: one candidate, trained by the burn trainer.
+fn evaluate(job: &std::path::Path, result: &std::path::Path) -> Result<(), Failure> {
+    let spec = read_job(job).map_err(|e| {
+        fail(
+            u8::try_from(e.exit_code()).unwrap_or(1),
+            format!("evaluate: {e}"),
+        )
+    })?;
+    eprintln!(
+        "lemo evaluate: iteration {} candidate {} ({}) on {} with {} thread(s)",
+        spec.iteration,
+        spec.candidate,
+        spec.hash.get(..10).unwrap_or(&spec.hash),
+        lemo::job::host_name(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let mut trainer = lemo_train::BurnTrainer::new();
+    let outcome = spec.run(&mut trainer, &mut lemo::Quiet);
+    write_json(result, &outcome).map_err(|e| fail(6, format!("evaluate: {e}")))?;
+    match &outcome.outcome {
+        JobOutcome::Evaluated { evaluation } => {
+            eprintln!(
+                "lemo evaluate: done in {:.1} s, A2 {:.4}; result {}",
+                outcome.seconds,
+                evaluation.val_accuracy,
+                result.display()
+            );
+            Ok(())
+        }
+        JobOutcome::Failed { error } => Err(fail(5, format!("evaluate: {error}"))),
     }
 }
 

@@ -3,80 +3,17 @@
 //! network (a repair round) while the API key never reaches the journal or the report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{digits_config, lemo, run_dir, trace};
 use lemo::journal::read_journal;
 use lemo::{Event, IterationOutcome, RunHistory};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn lemo() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lemo"));
-    c.env("RUST_LOG", "warn");
-    c
-}
-
-/// A small digits run: no energy metering (so nothing measured steers the expert system), the
-/// paper's Table 4 setting 1 (accuracy only), two epochs per candidate.
-fn digits_config(iterations: usize, seed: u64, final_epochs: usize) -> String {
-    format!(
-        r#"
-[run]
-name = "cli test"
-seed = {seed}
-max_repair_rounds = 2
-[data]
-dataset = {{ kind = "digits" }}
-[metrics]
-setting = 1
-[metrics.thresholds]
-ta1 = 0.99
-ta2 = 0.98
-[architect]
-kind = "offline"
-[search]
-preset = "quick"
-epochs = 2
-batch_size = 64
-learning_rate = 0.003
-[final]
-preset = "quick"
-epochs = {final_epochs}
-batch_size = 64
-[termination]
-iterations = {iterations}
-[energy]
-enabled = false
-"#
-    )
-}
-
-/// The only run directory created under `out`.
-fn run_dir(out: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
-}
-
-/// Per iteration: number, hash, A1, A2.
-fn trace(dir: &Path) -> Vec<(usize, String, f64, f64)> {
-    let h = RunHistory::load(&dir.join("journal.jsonl")).unwrap();
-    h.iterations
-        .iter()
-        .map(|r| match &r.outcome {
-            IterationOutcome::Evaluated { hash, observed, .. } => {
-                (r.iteration, hash.clone(), observed.a1, observed.a2)
-            }
-            other => (r.iteration, format!("{other:?}"), 0.0, 0.0),
-        })
-        .collect()
-}
 
 #[test]
 fn arch_check_accepts_valid_and_rejects_invalid_networks() -> TestResult {
@@ -149,9 +86,30 @@ fn data_inspect_shows_the_embedded_digits() -> TestResult {
 
 #[test]
 fn killed_run_resumes_without_losing_or_repeating_an_iteration() -> TestResult {
+    kill_and_resume(&digits_config(4, 5, 1), false)
+}
+
+/// The same with k = 2 candidates per iteration, trained by two `lemo evaluate` worker
+/// processes: the loop is killed while iteration 2's jobs run; on resume the finished
+/// candidates' results are read, running workers re-attached (or lost ones resubmitted), and
+/// no candidate is trained twice.
+#[test]
+fn killed_run_with_two_worker_processes_resumes_without_training_a_candidate_twice() -> TestResult {
+    let config = digits_config(4, 5, 1)
+        .replace("[search]\n", "[search]\ncandidates = 2\n")
+        .replace(
+            "[termination]",
+            "[executor]\nkind = \"processes\"\nworkers = 2\n[termination]",
+        );
+    kill_and_resume(&config, true)
+}
+
+/// Runs `config` uninterrupted, then again killed (SIGKILL) once iteration 1 is closed (with
+/// `jobs`: once a job of iteration 2 was submitted), resumes it, and compares.
+fn kill_and_resume(config: &str, jobs: bool) -> TestResult {
     let tmp = tempfile::tempdir()?;
     let cfg = tmp.path().join("digits.toml");
-    std::fs::write(&cfg, digits_config(4, 5, 1))?;
+    std::fs::write(&cfg, config)?;
 
     // Uninterrupted.
     let out_a = tmp.path().join("a");
@@ -188,8 +146,16 @@ fn killed_run_resumes_without_losing_or_repeating_an_iteration() -> TestResult {
                 .and_then(|e| e.ok())
                 .map(|e| e.path().join("journal.jsonl"))
         });
+        let ready = |t: &str| {
+            let closed = t.find("\"iteration_finished\"");
+            match (jobs, closed) {
+                (false, Some(_)) => true,
+                (true, Some(at)) => t[at..].contains("\"job_submitted\""),
+                _ => false,
+            }
+        };
         if let Some(j) = found
-            && std::fs::read_to_string(&j).is_ok_and(|t| t.contains("\"iteration_finished\""))
+            && std::fs::read_to_string(&j).is_ok_and(|t| ready(&t))
         {
             break j;
         }
@@ -202,6 +168,15 @@ fn killed_run_resumes_without_losing_or_repeating_an_iteration() -> TestResult {
     assert!(!before.finished, "killed too late: the run had finished");
     let done_before = before.iterations.len();
     assert!((1..4).contains(&done_before));
+    // Candidates whose worker had already written its result when the loop died.
+    let finished_at_kill: BTreeSet<String> = std::fs::read_dir(b.join("jobs"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".result.json"))
+                .collect()
+        })
+        .unwrap_or_default();
 
     let st = lemo()
         .args(["resume", "--quiet"])
@@ -210,8 +185,8 @@ fn killed_run_resumes_without_losing_or_repeating_an_iteration() -> TestResult {
         .status()?;
     assert!(st.success());
 
-    let closed: Vec<usize> = read_journal::<Event>(&journal)?
-        .entries
+    let entries = read_journal::<Event>(&journal)?.entries;
+    let closed: Vec<usize> = entries
         .iter()
         .filter_map(|e| match &e.event {
             Event::IterationFinished { iteration, .. } => Some(*iteration),
@@ -227,6 +202,39 @@ fn killed_run_resumes_without_losing_or_repeating_an_iteration() -> TestResult {
     // the CPU backend, the same accuracies.
     assert_eq!(trace(&a), trace(&b));
     assert!(b.join("report.md").exists());
+    if jobs {
+        // Every candidate evaluated exactly once; none whose result existed at the kill was
+        // submitted again after the resume.
+        let mut evaluated: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+        let mut resumed = false;
+        for e in &entries {
+            match &e.event {
+                Event::Evaluated {
+                    iteration,
+                    candidate,
+                    ..
+                } => *evaluated.entry((*iteration, *candidate)).or_insert(0) += 1,
+                Event::Resumed { .. } => resumed = true,
+                Event::JobSubmitted {
+                    iteration,
+                    candidate,
+                    ..
+                } if resumed => {
+                    let name = format!("i{iteration:03}-c{candidate}.result.json");
+                    assert!(
+                        !finished_at_kill.contains(&name),
+                        "{name} was there at the kill, yet its candidate was submitted again"
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(evaluated.len(), 8, "{evaluated:?}");
+        assert!(evaluated.values().all(|n| *n == 1), "{evaluated:?}");
+        let h = RunHistory::load(&journal)?;
+        assert_eq!(h.resumes, 1);
+        assert!(h.iterations.iter().all(|r| r.candidates.len() == 2));
+    }
     Ok(())
 }
 

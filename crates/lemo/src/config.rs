@@ -78,6 +78,124 @@ pub struct RunConfig {
     /// `[effectiveness]`: how CM (equation 1) normalises FPS and energies.
     #[serde(default)]
     pub effectiveness: EffectivenessSection,
+    /// `[executor]`: where candidates are trained (in the loop's process by default, or by
+    /// `lemo evaluate` workers: local processes or SLURM jobs). Left out of the journal and
+    /// `config.toml` while it is the default, so a default run's files are unchanged.
+    #[serde(default, skip_serializing_if = "ExecutorSection::is_default")]
+    pub executor: ExecutorSection,
+}
+
+/// `[executor] kind`: who trains and measures the candidates of an iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// The loop's own process, one candidate after the other (the paper; the default).
+    #[default]
+    InProcess,
+    /// Up to `workers` local `lemo evaluate` processes at once, each pinned to its share of
+    /// the cores.
+    Processes,
+    /// One SLURM job per candidate (`sbatch`, `squeue`/`sacct`, `scancel`).
+    Slurm,
+}
+
+impl ExecutorKind {
+    /// The name used in the configuration and the journal.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::InProcess => "in_process",
+            ExecutorKind::Processes => "processes",
+            ExecutorKind::Slurm => "slurm",
+        }
+    }
+}
+
+/// `[executor]`: where the candidates of an iteration are trained and measured.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorSection {
+    /// `in_process` (default), `processes` or `slurm`.
+    pub kind: ExecutorKind,
+    /// Most candidates trained at once: worker processes (`processes`; default one per
+    /// candidate, at most one per core) or jobs in the queue (`slurm`; default all of an
+    /// iteration's candidates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// The `lemo` binary the workers run (default: the running binary, or the
+    /// `CARGO_BIN_EXE_lemo` environment variable when set). For SLURM it must be reachable
+    /// from the compute nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<PathBuf>,
+    /// `[executor.slurm]`: the `sbatch` settings and the polling.
+    #[serde(skip_serializing_if = "SlurmSection::is_default")]
+    pub slurm: SlurmSection,
+}
+
+impl ExecutorSection {
+    /// Whether this is the default (in-process) section.
+    pub fn is_default(&self) -> bool {
+        *self == ExecutorSection::default()
+    }
+}
+
+/// `[executor.slurm]`: how candidate jobs are submitted to SLURM and watched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlurmSection {
+    /// `sbatch --partition` (default: the cluster's default partition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// `sbatch --account`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// `sbatch --time`, in SLURM's syntax (`"30"`, `"1:00:00"`, `"1-00:00:00"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<String>,
+    /// `sbatch --cpus-per-task` (also the worker's training threads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus_per_task: Option<u32>,
+    /// `sbatch --gres`, e.g. `"gpu:1"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gres: Option<String>,
+    /// More `sbatch` arguments, one per element (e.g. `["--qos=short", "--mem=8G"]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// Seconds between two `squeue` polls.
+    pub poll_interval: f64,
+    /// Times a job that ended in `NODE_FAIL`, `PREEMPTED`, `TIMEOUT`, `BOOT_FAIL` or
+    /// `CANCELLED` (by someone else) without a result is submitted again before its candidate
+    /// is recorded as failed.
+    pub max_resubmits: u32,
+    /// Where `sbatch`, `squeue`, `sacct`, `scontrol` and `scancel` are (default: the `PATH`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bin_dir: Option<PathBuf>,
+    /// Seconds the start-up probe job (is the run directory visible on the nodes?) may wait
+    /// in the queue before the run goes on without its answer (a warning says so).
+    pub probe_timeout: f64,
+}
+
+impl Default for SlurmSection {
+    fn default() -> Self {
+        Self {
+            partition: None,
+            account: None,
+            time_limit: None,
+            cpus_per_task: None,
+            gres: None,
+            extra_args: Vec::new(),
+            poll_interval: 5.0,
+            max_resubmits: 2,
+            bin_dir: None,
+            probe_timeout: 300.0,
+        }
+    }
+}
+
+impl SlurmSection {
+    /// Whether every key has its default.
+    pub fn is_default(&self) -> bool {
+        *self == SlurmSection::default()
+    }
 }
 
 /// `[effectiveness]`.
@@ -181,6 +299,10 @@ pub struct SearchSection {
     /// Where the next network starts from (`base = "best"` by default; `"previous"` is the
     /// paper's).
     pub base: SearchBase,
+    /// Candidates per iteration, k (default 1, the paper): the architect proposes k distinct
+    /// networks from the same feedback, all are evaluated, and the best by CM is the
+    /// iteration's network.
+    pub candidates: usize,
     /// How each candidate is trained (preset `paper_search` by default).
     pub training: TrainConfig,
 }
@@ -289,8 +411,24 @@ impl Default for EnergySection {
     }
 }
 
+impl EnergySection {
+    /// The energy meter these settings ask for: the detected sources, or none when metering
+    /// is off.
+    pub fn build_meter(
+        &self,
+    ) -> Result<Box<dyn lemo_energy::EnergyMeter>, lemo_energy::EnergyError> {
+        if self.enabled {
+            Ok(Box::new(lemo_energy::CompositeMeter::detect(
+                &self.sources,
+            )?))
+        } else {
+            Ok(Box::new(lemo_energy::NoMeter))
+        }
+    }
+}
+
 /// Names of the top-level sections.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "run",
     "data",
     "task",
@@ -302,6 +440,7 @@ const SECTIONS: [&str; 11] = [
     "termination",
     "energy",
     "effectiveness",
+    "executor",
 ];
 
 impl RunConfig {
@@ -352,6 +491,7 @@ impl RunConfig {
         let energy: EnergySection = from_section("energy", take("energy"))?;
         let effectiveness: EffectivenessSection =
             from_section("effectiveness", take("effectiveness"))?;
+        let executor = executor_from(take("executor"))?;
         let config = RunConfig {
             run,
             data,
@@ -364,6 +504,7 @@ impl RunConfig {
             termination,
             energy,
             effectiveness,
+            executor,
         };
         config.validate()?;
         Ok(config)
@@ -420,6 +561,45 @@ impl RunConfig {
             .accounting
             .validate()
             .map_err(|e| key_err("energy.accounting", e))?;
+        if self.search.candidates == 0 {
+            return Err(key_err("search.candidates", "must be at least 1"));
+        }
+        let x = &self.executor;
+        if x.workers == Some(0) {
+            return Err(key_err("executor.workers", "must be at least 1"));
+        }
+        let sl = &x.slurm;
+        if !(sl.poll_interval.is_finite() && sl.poll_interval > 0.0) {
+            return Err(key_err(
+                "executor.slurm.poll_interval",
+                "must be positive seconds",
+            ));
+        }
+        if !(sl.probe_timeout.is_finite() && sl.probe_timeout >= 0.0) {
+            return Err(key_err(
+                "executor.slurm.probe_timeout",
+                "must be 0 or more seconds",
+            ));
+        }
+        if sl.cpus_per_task == Some(0) {
+            return Err(key_err(
+                "executor.slurm.cpus_per_task",
+                "must be at least 1",
+            ));
+        }
+        for (key, v) in [
+            ("executor.slurm.partition", &sl.partition),
+            ("executor.slurm.account", &sl.account),
+            ("executor.slurm.time_limit", &sl.time_limit),
+            ("executor.slurm.gres", &sl.gres),
+        ] {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(key_err(
+                    key,
+                    "must not be empty (leave the key out instead)",
+                ));
+            }
+        }
         if self.expert.rulebook.trim().is_empty() {
             return Err(key_err(
                 "expert.rulebook",
@@ -569,8 +749,57 @@ fn search_from(mut v: Value) -> Result<SearchSection, ConfigError> {
             ));
         }
     };
+    let candidates = match &mut v {
+        Value::Object(m) => match m.remove("candidates") {
+            None => 1,
+            Some(c) => c
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    key_err(
+                        "search.candidates",
+                        format!("must be a whole number, got {c}"),
+                    )
+                })?,
+        },
+        _ => return Err(key_err("search", "must be a table")),
+    };
     let training = train_from("search", v, TrainConfig::paper_search())?;
-    Ok(SearchSection { base, training })
+    Ok(SearchSection {
+        base,
+        candidates,
+        training,
+    })
+}
+
+/// `[executor]`: the kind is read by name so that an unknown one is an error naming the key.
+fn executor_from(mut v: Value) -> Result<ExecutorSection, ConfigError> {
+    let kind = match take_string(&mut v, "executor", "kind")?.as_deref() {
+        None | Some("in_process") => ExecutorKind::InProcess,
+        Some("processes") => ExecutorKind::Processes,
+        Some("slurm") => ExecutorKind::Slurm,
+        Some(other) => {
+            return Err(key_err(
+                "executor.kind",
+                format!(
+                    "unknown executor `{other}`; expected \"in_process\", \"processes\" or \"slurm\""
+                ),
+            ));
+        }
+    };
+    if let Value::Object(m) = &mut v
+        && let Some(slurm) = m.remove("slurm")
+    {
+        let slurm: SlurmSection = from_section("executor.slurm", slurm)?;
+        let rest: ExecutorSection = from_section("executor", v)?;
+        return Ok(ExecutorSection {
+            kind,
+            slurm,
+            ..rest
+        });
+    }
+    let rest: ExecutorSection = from_section("executor", v)?;
+    Ok(ExecutorSection { kind, ..rest })
 }
 
 impl<'de> Deserialize<'de> for SearchSection {
@@ -586,6 +815,10 @@ impl Serialize for SearchSection {
         let base = serde_json::to_value(self.base).map_err(serde::ser::Error::custom)?;
         if let Value::Object(m) = &mut v {
             m.insert("base".into(), base);
+            // Written only when it is not the default, so a k = 1 run's journal is unchanged.
+            if self.candidates != 1 {
+                m.insert("candidates".into(), Value::from(self.candidates));
+            }
         }
         v.serialize(s)
     }
@@ -728,6 +961,48 @@ mod tests {
             RunConfig::from_toml_str("[run"),
             Err(ConfigError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn candidates_and_executor_parse_round_trip_and_name_their_keys() -> Result<(), ConfigError> {
+        let c = RunConfig::from_toml_str(
+            "[search]\ncandidates = 3\n[executor]\nkind = \"slurm\"\nworkers = 2\n\
+             [executor.slurm]\npartition = \"gpu\"\ntime_limit = \"0:30:00\"\n\
+             cpus_per_task = 4\ngres = \"gpu:1\"\nextra_args = [\"--qos=short\"]\n\
+             poll_interval = 0.5\nmax_resubmits = 1\n",
+        )?;
+        assert_eq!(c.search.candidates, 3);
+        assert_eq!(c.executor.kind, ExecutorKind::Slurm);
+        assert_eq!(c.executor.workers, Some(2));
+        assert_eq!(c.executor.slurm.partition.as_deref(), Some("gpu"));
+        assert_eq!(c.executor.slurm.extra_args, vec!["--qos=short".to_string()]);
+        assert_eq!(RunConfig::from_toml_str(&c.to_toml_string()?)?, c);
+        // The defaults leave no trace in the run's config.toml (and so in the journal).
+        let d = RunConfig::from_toml_str("")?;
+        assert_eq!(d.search.candidates, 1);
+        assert_eq!(d.executor.kind, ExecutorKind::InProcess);
+        let text = d.to_toml_string()?;
+        assert!(
+            !text.contains("executor") && !text.contains("candidates"),
+            "{text}"
+        );
+
+        assert!(key_of("[executor]\nkind = \"ray\"").starts_with("executor.kind"));
+        assert!(key_of("[executor]\nworkers = 0").starts_with("executor.workers"));
+        assert!(key_of("[executor]\nthreads = 2").starts_with("executor"));
+        assert!(key_of("[search]\ncandidates = 0").starts_with("search.candidates"));
+        assert!(key_of("[search]\ncandidates = -2").starts_with("search.candidates"));
+        let e = key_of("[executor.slurm]\npoll_interval = 0.0");
+        assert!(e.starts_with("executor.slurm.poll_interval"), "{e}");
+        let e = key_of("[executor.slurm]\nqueue = \"x\"");
+        assert!(
+            e.starts_with("executor.slurm") && e.contains("queue"),
+            "{e}"
+        );
+        assert!(
+            key_of("[executor.slurm]\npartition = \"\"").starts_with("executor.slurm.partition")
+        );
+        Ok(())
     }
 
     #[test]

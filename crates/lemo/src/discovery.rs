@@ -10,22 +10,30 @@
 //! continues a killed run. After the search the best network is retrained with the final recipe,
 //! measured and saved, and the report is written.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use lemo_arch::{Task, ValidatedGraph};
-use lemo_energy::{CompositeMeter, EnergyMeter, NoMeter};
+use lemo_energy::EnergyMeter;
 use lemo_expert::{PaperRuleBook, ResolvedCommand, RuleBook, RuleSet};
 use lemo_llm::{Architect, ArchitectRuntime, Design, Feedback, Proposal, ProposalKind, TaskBrief};
 use lemo_metrics::{Effectiveness, Normalisation, Objective, Observed, pareto_front};
 use lemo_train::data::{DataError, Splits};
 use lemo_train::{BurnTrainer, Evaluation, TrainObserver, Trainer};
 
-use crate::config::{ConfigError, RunConfig, SearchBase};
+use crate::config::{ConfigError, DataSection, ExecutorKind, RunConfig, SearchBase};
 use crate::event::{
-    AnswerOutcome, DataSummary, Event, FinalResult, IterationOutcome, JOURNAL_VERSION, StopReason,
+    AnswerOutcome, CandidateOutcome, DataSummary, Event, FinalResult, IterationOutcome,
+    JOURNAL_VERSION, StopReason,
 };
-use crate::history::{HistoryError, IterationRecord, RunHistory};
+use crate::executor::{ExecutorError, JobRunner, JobSpec, JobStatus, SlurmRunner, build_runner};
+use crate::history::{HistoryError, IterationInProgress, IterationRecord, RunHistory};
+use crate::job::{
+    EvaluationJob, EvaluationResult, JOB_FORMAT, JobOutcome, read_result, write_json,
+};
 use crate::journal::{JournalError, JournalWriter};
 use crate::report::{ReportError, write_report};
 use crate::run_dir::RunDir;
@@ -61,6 +69,14 @@ pub enum LemoError {
     /// The report could not be written.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// The executor could not be set up or failed (`sbatch` missing, run directory not seen
+    /// by the nodes, a worker that cannot be started).
+    #[error("executor: {0}")]
+    Executor(#[from] ExecutorError),
+    /// The run was interrupted (Ctrl-C); its jobs were cancelled and `lemo resume` continues
+    /// it.
+    #[error("interrupted: the run's jobs were cancelled; continue with `lemo resume RUN_DIR`")]
+    Interrupted,
     /// A file or directory of the run could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -83,10 +99,14 @@ impl From<HistoryError> for LemoError {
 impl LemoError {
     /// The exit code of the `lemo` command for this error: 2 bad configuration or input,
     /// 3 data missing or unreadable, 4 architect / API failure, 5 training failure,
-    /// 6 run directory / journal / report I/O, 7 energy meter.
+    /// 6 run directory / journal / report I/O, 7 energy meter, 8 executor failure,
+    /// 130 interrupted.
     pub fn exit_code(&self) -> i32 {
         match self {
             LemoError::Config(_) | LemoError::RuleBook(_) | LemoError::Resume(_) => 2,
+            LemoError::Executor(e) if e.is_setup() => 2,
+            LemoError::Executor(_) => 8,
+            LemoError::Interrupted => 130,
             LemoError::Data(_) => 3,
             LemoError::Architect(_) => 4,
             LemoError::Train(_) => 5,
@@ -138,6 +158,8 @@ const STREAM_TRAIN: u64 = 2;
 const STREAM_FINAL: u64 = 3;
 /// Seed stream of the loop's own exploratory edits.
 const STREAM_EXPLORE: u64 = 4;
+/// Seed stream of the candidates after the first of an iteration.
+const STREAM_CANDIDATE: u64 = 5;
 
 /// The loaded data of a run and its summary.
 #[derive(Debug, Clone)]
@@ -151,7 +173,12 @@ pub struct RunData {
 /// Loads the configured dataset and splits it; a format without a test split gets one held out
 /// from the training data (`data.test_split`).
 pub fn load_data(config: &RunConfig) -> Result<RunData, LemoError> {
-    let d = &config.data;
+    load_split_data(&config.data)
+}
+
+/// Loads a `[data]` section's dataset and splits it as every run does (the loop and the
+/// `lemo evaluate` workers alike).
+pub fn load_split_data(d: &DataSection) -> Result<RunData, LemoError> {
     let (all, test) = d.dataset.load_raw()?;
     let name = all.name.clone();
     let (all, test, test_source) = match test {
@@ -190,11 +217,7 @@ pub fn load_data(config: &RunConfig) -> Result<RunData, LemoError> {
 
 /// The energy meter a configuration asks for.
 pub fn build_meter(config: &RunConfig) -> Result<Box<dyn EnergyMeter>, LemoError> {
-    if config.energy.enabled {
-        Ok(Box::new(CompositeMeter::detect(&config.energy.sources)?))
-    } else {
-        Ok(Box::new(NoMeter))
-    }
+    Ok(config.energy.build_meter()?)
 }
 
 /// The rule book a configuration asks for (`"paper"` or a TOML file).
@@ -218,6 +241,8 @@ pub struct Discovery {
     data: Option<RunData>,
     stop_after: Option<usize>,
     runtime: Option<ArchitectRuntime>,
+    runner: Option<Box<dyn JobRunner>>,
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// What a finished (or paused) run reports.
@@ -243,6 +268,10 @@ struct Loop {
     history: RunHistory,
     task: Task,
     brief: TaskBrief,
+    /// The run directory, absolute (jobs name their files by it).
+    dir: RunDir,
+    /// The data the loop loaded (workers must see the same).
+    data: DataSummary,
 }
 
 impl Discovery {
@@ -280,6 +309,8 @@ impl Discovery {
             data: None,
             stop_after: None,
             runtime: ArchitectRuntime::new().ok(),
+            runner: None,
+            interrupt: None,
         }
     }
 
@@ -292,6 +323,13 @@ impl Discovery {
     /// Reports progress to `observer`.
     pub fn with_observer(mut self, observer: Box<dyn RunObserver>) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// Watches `flag`: once it is set (by a Ctrl-C handler), the run cancels the jobs it is
+    /// waiting for and stops with [`LemoError::Interrupted`], the journal consistent.
+    pub fn with_interrupt(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.interrupt = Some(flag);
         self
     }
 
@@ -325,12 +363,14 @@ impl Discovery {
     /// Starts a new run in a fresh timestamped directory under `config.run.out_dir`.
     pub fn discover(&mut self) -> Result<RunSummary, LemoError> {
         let out = self.config.run.out_dir.clone();
+        self.preflight(&RunDir::new(&out))?;
         let dir = RunDir::create_timestamped(&out).map_err(io_err(&out))?;
         self.discover_in(dir)
     }
 
     /// Starts a new run in `dir` (created if needed; it must not hold a journal yet).
     pub fn discover_in(&mut self, dir: RunDir) -> Result<RunSummary, LemoError> {
+        self.preflight(&dir)?;
         std::fs::create_dir_all(dir.root()).map_err(io_err(dir.root()))?;
         let data = self.data()?;
         let toml = self.config.to_toml_string()?;
@@ -343,6 +383,8 @@ impl Discovery {
             history: RunHistory::default(),
             brief: self.brief(&task, &data.summary),
             task: task.clone(),
+            dir: absolute(&dir),
+            data: data.summary.clone(),
         };
         let start = Event::RunStarted {
             version: JOURNAL_VERSION,
@@ -389,6 +431,8 @@ impl Discovery {
             brief: self.brief(&start.task, &data.summary),
             task: start.task.clone(),
             history,
+            dir: absolute(&dir),
+            data: data.summary.clone(),
         };
         let resumed = Event::Resumed {
             finished_iterations: lp.history.iterations.len(),
@@ -437,6 +481,9 @@ impl Discovery {
         // The search never sees the test split: its candidates are trained and measured on the
         // training and validation splits alone; only the final training measures the test.
         let test = splits.test.take();
+        if lp.history.search_finished.is_none() {
+            self.start_executor(&mut lp)?;
+        }
         while lp.history.search_finished.is_none() {
             if let Some(reason) = self.stop_reason(&lp.history) {
                 let best = lp.history.best_iteration();
@@ -492,6 +539,58 @@ impl Discovery {
         })
     }
 
+    /// What can be checked before a run directory is made: the SLURM commands are there.
+    fn preflight(&self, dir: &RunDir) -> Result<(), LemoError> {
+        let x = &self.config.executor;
+        if x.kind == ExecutorKind::Slurm {
+            SlurmRunner::new(
+                x.slurm.clone(),
+                crate::executor::worker_binary(x)?,
+                dir.root().to_path_buf(),
+                x.workers,
+                self.config.search.candidates,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Builds the configured executor (none in process), checks that a SLURM cluster sees the
+    /// run directory, and journals `executor_started`.
+    fn start_executor(&mut self, lp: &mut Loop) -> Result<(), LemoError> {
+        let x = self.config.executor.clone();
+        if x.kind == ExecutorKind::InProcess {
+            self.runner = None;
+            return Ok(());
+        }
+        let jobs = lp.dir.jobs();
+        std::fs::create_dir_all(&jobs).map_err(io_err(&jobs))?;
+        if x.kind == ExecutorKind::Slurm {
+            let mut probe = SlurmRunner::new(
+                x.slurm.clone(),
+                crate::executor::worker_binary(&x)?,
+                lp.dir.root().to_path_buf(),
+                x.workers,
+                self.config.search.candidates,
+            )?;
+            if let Some(message) = probe.probe_shared_dir(&jobs)? {
+                self.emit(lp, Event::Warning { message })?;
+            }
+        }
+        let Some(runner) = build_runner(&x, self.config.search.candidates, lp.dir.root())? else {
+            return Ok(());
+        };
+        self.emit(
+            lp,
+            Event::ExecutorStarted {
+                executor: runner.kind().to_string(),
+                capacity: runner.capacity(),
+                detail: runner.describe(),
+            },
+        )?;
+        self.runner = Some(runner);
+        Ok(())
+    }
+
     /// Algorithm 1's termination condition, checked before each iteration.
     fn stop_reason(&self, h: &RunHistory) -> Option<StopReason> {
         let t = &self.config.termination;
@@ -532,48 +631,100 @@ impl Discovery {
         None
     }
 
-    /// One iteration of Algorithm 1, from the proposal to the closing event, in four steps that
-    /// pass their results on: propose (and repair), evaluate (or reuse), advise, close.
+    /// Whether iterations write the candidate events (`candidate_proposed`, the jobs and every
+    /// candidate's outcome): with k > 1 candidates or an executor. A k = 1 in-process run
+    /// writes the paper's events only, as before candidates existed.
+    fn scaled(&self) -> bool {
+        self.config.search.candidates > 1 || self.config.executor.kind != ExecutorKind::InProcess
+    }
+
+    /// One iteration of Algorithm 1, from the proposals to the closing event, in four steps
+    /// that pass their results on: propose (and repair) k candidates, evaluate them (reused,
+    /// in process, or by the executor's workers), advise on the best by CM, close. An
+    /// iteration a resume finds with settled candidates goes on where it stopped: settled
+    /// proposals, journalled evaluations and finished job results are kept, running jobs
+    /// re-attached.
     fn iteration(&mut self, lp: &mut Loop, splits: &Splits) -> Result<(), LemoError> {
         let started = Instant::now();
         let n = lp.history.iterations.len() + 1;
         let seed = derive_seed(self.config.run.seed, n as u64, STREAM_ARCHITECT);
         let (feedback, command) = lp.feedback(n, self.config.search.base);
-        self.emit(
-            lp,
-            Event::IterationStarted {
-                iteration: n,
-                seed,
-                command: command.clone(),
-            },
-        )?;
-        let mut brief = lp.brief.clone();
-        brief.seed = seed;
-        let (design, last, rounds) = self.propose(lp, n, &brief, feedback.as_ref())?;
-        let (outcome, next_command, kwh) = match design {
-            None => (
-                IterationOutcome::Invalid {
-                    error: last
-                        .problem()
-                        .map(|p| p.message.clone())
-                        .unwrap_or_default(),
-                    repair_rounds: rounds,
+        let resumed = lp
+            .history
+            .in_progress
+            .clone()
+            .filter(|p| p.iteration == n && p.resumable());
+        let before_kill = resumed.as_ref().map_or(0.0, |p| {
+            p.last_unix_ms.saturating_sub(p.started_unix_ms) as f64 / 1000.0
+        });
+        if resumed.is_none() {
+            self.emit(
+                lp,
+                Event::IterationStarted {
+                    iteration: n,
+                    seed,
+                    command: command.clone(),
                 },
-                command,
-                0.0,
-            ),
-            Some(design) => match self.evaluate(lp, n, &design, splits)? {
-                Err(error) => (
-                    IterationOutcome::Failed {
-                        graph: design.graph().clone(),
-                        error,
-                    },
-                    command,
-                    0.0,
-                ),
-                Ok(evaluated) => {
-                    let advice = self.advise(lp, n, &evaluated.observed)?;
-                    let outcome = IterationOutcome::Evaluated {
+            )?;
+        }
+        let scaled = self.scaled();
+        let k = self.config.search.candidates;
+        let mut slots: Vec<Slot> = Vec::with_capacity(k);
+        for c in 0..k {
+            let settled = resumed
+                .as_ref()
+                .and_then(|p| p.candidates.get(&c))
+                .and_then(|x| x.proposed.clone());
+            let slot = match settled {
+                Some((outcome, rounds)) => Slot::from_journal(outcome, rounds, &lp.task),
+                None => {
+                    let mut brief = lp.brief.clone();
+                    brief.seed = candidate_seed(self.config.run.seed, n, c);
+                    let siblings: Vec<String> = slots
+                        .iter()
+                        .filter_map(Slot::hash)
+                        .map(str::to_string)
+                        .collect();
+                    let (design, last, rounds) =
+                        self.propose(lp, n, c, &brief, feedback.as_ref(), &siblings)?;
+                    let slot = match design {
+                        Some(d) => Slot::Design(d),
+                        None => Slot::Invalid {
+                            error: last
+                                .problem()
+                                .map(|p| p.message.clone())
+                                .unwrap_or_default(),
+                            rounds,
+                        },
+                    };
+                    if scaled {
+                        self.emit(
+                            lp,
+                            Event::CandidateProposed {
+                                iteration: n,
+                                candidate: c,
+                                repair_rounds: rounds,
+                                outcome: slot.answer_outcome(),
+                            },
+                        )?;
+                    }
+                    slot
+                }
+            };
+            slots.push(slot);
+        }
+        let results = self.evaluate(lp, n, &slots, resumed.as_ref(), splits)?;
+        let mut kwh = 0.0;
+        let mut outcomes = Vec::with_capacity(k);
+        for (c, (slot, result)) in slots.iter().zip(results).enumerate() {
+            let outcome = match (slot, result) {
+                (Slot::Invalid { error, rounds }, _) => IterationOutcome::Invalid {
+                    error: error.clone(),
+                    repair_rounds: *rounds,
+                },
+                (Slot::Design(design), Some(Ok(evaluated))) => {
+                    kwh += evaluated.kwh;
+                    IterationOutcome::Evaluated {
                         graph: design.graph().clone(),
                         hash: evaluated.hash,
                         reused_from: evaluated.reused_from,
@@ -584,27 +735,57 @@ impl Discovery {
                         ),
                         observed: evaluated.observed,
                         diverged: evaluated.diverged,
-                    };
-                    (outcome, Some(advice), evaluated.kwh)
+                    }
                 }
-            },
+                (Slot::Design(design), result) => IterationOutcome::Failed {
+                    graph: design.graph().clone(),
+                    error: match result {
+                        Some(Err(e)) => e,
+                        _ => "the candidate was not evaluated".into(),
+                    },
+                },
+            };
+            outcomes.push(CandidateOutcome {
+                candidate: c,
+                outcome,
+            });
+        }
+        let chosen = choose(&outcomes);
+        let Some(outcome) = outcomes.get(chosen).map(|c| c.outcome.clone()) else {
+            return Err(LemoError::Resume(format!("iteration {n} has no candidate")));
         };
-        self.close(lp, n, outcome, next_command, started, kwh)
+        let next_command = match &outcome {
+            IterationOutcome::Evaluated { observed, .. } => Some(self.advise(lp, n, observed)?),
+            _ => command,
+        };
+        let closing = Closing {
+            outcome,
+            next_command,
+            seconds: before_kill + started.elapsed().as_secs_f64(),
+            kwh,
+            chosen,
+            candidates: if scaled { outcomes } else { Vec::new() },
+        };
+        self.close(lp, n, closing)
     }
 
-    /// Step 1: asks the architect (the first network, or the next from the feedback), then for
-    /// repairs while the answer is unusable, journalling every answer; no training is spent on
-    /// an unusable one. A network evaluated before gets one novelty round (the architect is
-    /// told it is network #k again, with its metrics); if the answer is then still the network
-    /// of the previous iteration, the loop makes a seeded exploratory edit itself, so no
-    /// network is evaluated in two iterations in a row. Returns the design (if any), the last
-    /// proposal and the rounds after the first answer.
+    /// Step 1 for one candidate: asks the architect (the first network, or the next from the
+    /// feedback), then for repairs while the answer is unusable, journalling every answer; no
+    /// training is spent on an unusable one. A network evaluated before, or proposed already
+    /// for an earlier candidate of this iteration, gets one novelty round (the architect is
+    /// told it is network #k again, with its metrics); if the answer is then still the base
+    /// network, or still an earlier candidate's, the loop makes a seeded exploratory edit
+    /// itself, so no network is evaluated in two iterations in a row and the k candidates
+    /// differ. Returns the design (if any), the last proposal and the rounds after the first
+    /// answer.
     fn propose(
         &mut self,
         lp: &mut Loop,
         n: usize,
+        candidate: usize,
         brief: &TaskBrief,
         feedback: Option<&Feedback>,
+        siblings: &[String],
     ) -> Result<(Option<Design>, Proposal, usize), LemoError> {
         let mut proposal: Proposal = match feedback {
             Some(f) => block_on(&self.runtime, self.architect.propose_next(brief, f))?,
@@ -637,18 +818,28 @@ impl Discovery {
                     usage: proposal.usage,
                     latency_ms: proposal.latency_ms,
                     outcome,
+                    candidate,
                 },
             )?;
             let error = match &proposal.outcome {
                 Ok(d) => {
                     let hash = d.network.canonical_hash();
-                    match lp.history.evaluation_of(hash) {
-                        Some((k, ev)) if !novelty_asked => {
+                    let sibling = siblings.iter().position(|s| s == hash);
+                    match (lp.history.evaluation_of(hash), sibling) {
+                        (Some((k, ev)), _) if !novelty_asked => {
                             novelty_asked = true;
                             novelty_message(k, hash, &observe(ev, d.analysis()))
                         }
-                        Some(_) if lp.base_hash(self.config.search.base) == Some(hash) => {
-                            let design = self.explore(lp, n, d)?;
+                        (None, Some(s)) if !novelty_asked => {
+                            novelty_asked = true;
+                            sibling_message(s, hash)
+                        }
+                        (Some(_), _) if lp.base_hash(self.config.search.base) == Some(hash) => {
+                            let design = self.explore(lp, n, candidate, d, siblings, None)?;
+                            return Ok((Some(design), proposal, round));
+                        }
+                        (_, Some(s)) => {
+                            let design = self.explore(lp, n, candidate, d, siblings, Some(s))?;
                             return Ok((Some(design), proposal, round));
                         }
                         _ => return Ok((Some(d.clone()), proposal, round)),
@@ -669,14 +860,27 @@ impl Discovery {
 
     /// The loop's own seeded exploratory edit of a design the architect proposed again after
     /// a novelty round (journalled as a warning); the design itself when no edit gives a
-    /// network not evaluated before.
-    fn explore(&mut self, lp: &mut Loop, n: usize, design: &Design) -> Result<Design, LemoError> {
-        let seed = derive_seed(self.config.run.seed, n as u64, STREAM_EXPLORE);
+    /// network not evaluated before and not proposed for an earlier candidate. `sibling`: the
+    /// earlier candidate it duplicates, if that is why.
+    fn explore(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        candidate: usize,
+        design: &Design,
+        siblings: &[String],
+        sibling: Option<usize>,
+    ) -> Result<Design, LemoError> {
+        let mut seed = derive_seed(self.config.run.seed, n as u64, STREAM_EXPLORE);
+        if candidate > 0 {
+            seed = derive_seed(seed, candidate as u64, STREAM_CANDIDATE);
+        }
         let history = &lp.history;
         let edit = design
             .graph()
             .explore(&lp.task, seed, |g| {
-                history.evaluation_of(&g.canonical_hash()).is_none()
+                let h = g.canonical_hash();
+                history.evaluation_of(&h).is_none() && !siblings.contains(&h)
             })
             .ok()
             .flatten();
@@ -688,78 +892,181 @@ impl Discovery {
         let Some((network, note)) = explored else {
             return Ok(design.clone());
         };
-        self.emit(
-            lp,
-            Event::Warning {
-                message: format!(
-                    "iteration {n}: the architect proposed the previous iteration's network again \
-                     after a novelty round; the loop made an exploratory edit instead ({note})"
-                ),
-            },
-        )?;
+        let message = match sibling {
+            None if candidate == 0 => format!(
+                "iteration {n}: the architect proposed the previous iteration's network again \
+                 after a novelty round; the loop made an exploratory edit instead ({note})"
+            ),
+            None => format!(
+                "iteration {n}, candidate {candidate}: the architect proposed the previous \
+                 iteration's network again after a novelty round; the loop made an exploratory \
+                 edit instead ({note})"
+            ),
+            Some(s) => format!(
+                "iteration {n}, candidate {candidate}: the architect proposed candidate {s}'s \
+                 network again after a novelty round; the loop made an exploratory edit \
+                 instead ({note})"
+            ),
+        };
+        self.emit(lp, Event::Warning { message })?;
         let mut notes = design.notes.clone();
         notes.push(format!("exploratory edit by the loop: {note}"));
         Ok(Design { network, notes })
     }
 
-    /// Step 2: the design's metrics, reused from an earlier iteration with the same canonical
-    /// hash or measured by the trainer inside the energy meter; journalled as `evaluated`.
-    /// `Ok(Err(message))` is a candidate the trainer could not train (the search goes on).
+    /// Step 2 for every candidate with a network: its metrics, as journalled before a kill,
+    /// reused from an earlier iteration or an earlier candidate with the same canonical hash,
+    /// or measured by the trainer (in process) or a worker (the executor); each journalled as
+    /// `evaluated`. `Some(Err(message))` is a candidate that could not be trained (the search
+    /// goes on); `None` a candidate without a network.
     fn evaluate(
         &mut self,
         lp: &mut Loop,
         n: usize,
-        design: &Design,
+        slots: &[Slot],
+        resumed: Option<&IterationInProgress>,
         splits: &Splits,
-    ) -> Result<Result<Evaluated, String>, LemoError> {
-        let hash = design.network.canonical_hash().to_string();
-        let earlier = lp
-            .history
-            .evaluation_of(&hash)
-            .map(|(it, ev)| (it, ev.clone()));
-        let (evaluation, reused_from) = match earlier {
-            Some((it, ev)) => (ev, Some(it)),
-            None => {
-                let mut cfg = self.config.search.training.clone();
-                cfg.seed = derive_seed(self.config.run.seed, n as u64, STREAM_TRAIN);
-                cfg.evaluate_test = false;
-                let observer: &mut dyn TrainObserver = self.observer.as_mut();
-                match self.trainer.train(
-                    &design.network,
-                    splits,
-                    &cfg,
-                    self.meter.as_ref(),
-                    observer,
-                ) {
-                    Ok(ev) => (ev, None),
-                    Err(e) => return Ok(Err(e.to_string())),
+    ) -> Result<Vec<Option<Result<Evaluated, String>>>, LemoError> {
+        let mut results: Vec<Option<Result<Evaluated, String>>> = vec![None; slots.len()];
+        let mut to_train = Vec::new();
+        let mut twins = Vec::new();
+        for (c, slot) in slots.iter().enumerate() {
+            let Slot::Design(design) = slot else {
+                continue;
+            };
+            let hash = design.network.canonical_hash().to_string();
+            let journalled = resumed.and_then(|p| p.candidates.get(&c));
+            let earlier = lp
+                .history
+                .evaluation_of(&hash)
+                .map(|(it, ev)| (it, ev.clone()));
+            let result =
+                if let Some((ev, reused_from)) = journalled.and_then(|j| j.evaluated.clone()) {
+                    Some(Ok(evaluated(design, ev, reused_from)))
+                } else if let Some(error) = journalled.and_then(|j| j.failed.clone()) {
+                    Some(Err(error))
+                } else if let Some((it, ev)) = earlier {
+                    self.emit_evaluated(lp, n, c, &hash, Some(it), &ev)?;
+                    Some(Ok(evaluated(design, ev, Some(it))))
+                } else if let Some(first) = slots
+                    .iter()
+                    .take(c)
+                    .position(|s| s.hash() == Some(hash.as_str()))
+                {
+                    twins.push((c, first));
+                    None
+                } else {
+                    to_train.push(c);
+                    None
+                };
+            if let Some(slot) = results.get_mut(c) {
+                *slot = result;
+            }
+        }
+        if self.runner.is_some() {
+            self.run_jobs(lp, n, slots, &to_train, resumed, &mut results)?;
+        } else {
+            for c in to_train {
+                let Some(Slot::Design(design)) = slots.get(c) else {
+                    continue;
+                };
+                let result = self.train_in_process(lp, n, c, design, splits)?;
+                if let Some(slot) = results.get_mut(c) {
+                    *slot = Some(result);
                 }
             }
-        };
-        let mut observed = observe(&evaluation, design.analysis());
-        // Whatever an earlier journal held, a search-time candidate has no test accuracy.
-        observed.test_accuracy = None;
-        let evaluated = Evaluated {
-            observed,
-            kwh: if reused_from.is_none() {
-                evaluation_kwh(&evaluation)
-            } else {
-                0.0
-            },
-            diverged: !evaluation.status.is_usable(),
-            hash: hash.clone(),
-            reused_from,
-        };
+        }
+        // A candidate proposed twice in one iteration (no exploratory edit could tell them
+        // apart) takes its twin's result.
+        for (c, first) in twins {
+            let twin = results.get(first).cloned().flatten();
+            let Some(Slot::Design(design)) = slots.get(c) else {
+                continue;
+            };
+            let result = match twin {
+                Some(Ok(e)) => {
+                    let hash = design.network.canonical_hash().to_string();
+                    self.emit_evaluated(lp, n, c, &hash, Some(n), &e.evaluation)?;
+                    Ok(evaluated(design, e.evaluation, Some(n)))
+                }
+                Some(Err(error)) => Err(error),
+                None => Err("its twin candidate was not evaluated".into()),
+            };
+            if let Some(slot) = results.get_mut(c) {
+                *slot = Some(result);
+            }
+        }
+        Ok(results)
+    }
+
+    fn emit_evaluated(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        candidate: usize,
+        hash: &str,
+        reused_from: Option<usize>,
+        evaluation: &Evaluation,
+    ) -> Result<(), LemoError> {
         self.emit(
             lp,
             Event::Evaluated {
                 iteration: n,
-                hash,
+                hash: hash.to_string(),
                 reused_from,
-                evaluation: Box::new(evaluation),
+                evaluation: Box::new(evaluation.clone()),
+                candidate,
             },
-        )?;
-        Ok(Ok(evaluated))
+        )
+    }
+
+    /// The training recipe of iteration `n`'s candidates: the search recipe with the
+    /// iteration's training seed (the same for all its candidates, so they differ by their
+    /// networks alone) and no test split.
+    fn candidate_training(&self, n: usize) -> lemo_train::TrainConfig {
+        let mut cfg = self.config.search.training.clone();
+        cfg.seed = derive_seed(self.config.run.seed, n as u64, STREAM_TRAIN);
+        cfg.evaluate_test = false;
+        cfg
+    }
+
+    /// Trains one candidate in the loop's process; journals `evaluated`, or (when candidates
+    /// are journalled) `candidate_failed`.
+    fn train_in_process(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        c: usize,
+        design: &Design,
+        splits: &Splits,
+    ) -> Result<Result<Evaluated, String>, LemoError> {
+        let cfg = self.candidate_training(n);
+        let hash = design.network.canonical_hash().to_string();
+        let observer: &mut dyn TrainObserver = self.observer.as_mut();
+        match self
+            .trainer
+            .train(&design.network, splits, &cfg, self.meter.as_ref(), observer)
+        {
+            Ok(ev) => {
+                self.emit_evaluated(lp, n, c, &hash, None, &ev)?;
+                Ok(Ok(evaluated(design, ev, None)))
+            }
+            Err(e) => {
+                let error = e.to_string();
+                if self.scaled() {
+                    self.emit(
+                        lp,
+                        Event::CandidateFailed {
+                            iteration: n,
+                            candidate: c,
+                            hash,
+                            error: error.clone(),
+                        },
+                    )?;
+                }
+                Ok(Err(error))
+            }
+        }
     }
 
     /// Step 3: the rule book, run once, turns the metrics into weighted instructions, resolved
@@ -787,28 +1094,361 @@ impl Discovery {
 
     /// Step 4: the best network by CM and the Pareto front, journalled with the outcome as
     /// `iteration_finished`.
-    fn close(
-        &mut self,
-        lp: &mut Loop,
-        n: usize,
-        outcome: IterationOutcome,
-        next_command: Option<ResolvedCommand>,
-        started: Instant,
-        kwh: f64,
-    ) -> Result<(), LemoError> {
-        let (best, front) = best_and_front(&lp.history, n, &outcome);
+    fn close(&mut self, lp: &mut Loop, n: usize, closing: Closing) -> Result<(), LemoError> {
+        let (best, front) = best_and_front(&lp.history, n, &closing.outcome);
         self.emit(
             lp,
             Event::IterationFinished {
                 iteration: n,
-                outcome: Box::new(outcome),
-                next_command,
+                outcome: Box::new(closing.outcome),
+                next_command: closing.next_command,
                 best_iteration: best,
                 pareto_front: front,
-                seconds: started.elapsed().as_secs_f64(),
-                kwh,
+                seconds: closing.seconds,
+                kwh: closing.kwh,
+                candidate: closing.chosen,
+                candidates: closing.candidates,
             },
         )
+    }
+
+    /// Step 2 by the executor: each candidate to train becomes a job file and a
+    /// `lemo evaluate` worker (a local process or a SLURM job), at most the executor's capacity
+    /// at once. A result already written is read instead (resume: no finished candidate is
+    /// trained twice); a job of an earlier loop process that still runs is re-attached by its
+    /// id, one that is gone is submitted again. Jobs the engine ended (SLURM's `NODE_FAIL`,
+    /// `PREEMPTED`, `TIMEOUT`, ...) are resubmitted up to `executor.slurm.max_resubmits`
+    /// times; a worker that ends without a result is a failed candidate. Every submission and
+    /// state change is journalled.
+    fn run_jobs(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        slots: &[Slot],
+        to_train: &[usize],
+        resumed: Option<&IterationInProgress>,
+        results: &mut [Option<Result<Evaluated, String>>],
+    ) -> Result<(), LemoError> {
+        let Some(mut runner) = self.runner.take() else {
+            return Ok(());
+        };
+        let outcome = self.drive_jobs(lp, n, slots, to_train, resumed, results, runner.as_mut());
+        self.runner = Some(runner);
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn drive_jobs(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        slots: &[Slot],
+        to_train: &[usize],
+        resumed: Option<&IterationInProgress>,
+        results: &mut [Option<Result<Evaluated, String>>],
+        runner: &mut dyn JobRunner,
+    ) -> Result<(), LemoError> {
+        let jobs_dir = lp.dir.jobs();
+        std::fs::create_dir_all(&jobs_dir).map_err(io_err(&jobs_dir))?;
+        let design_of = |c: usize| match slots.get(c) {
+            Some(Slot::Design(d)) => Some(d),
+            _ => None,
+        };
+        let max_resubmits = self.config.executor.slurm.max_resubmits;
+        // Grace for a result to show up after its job ended (shared filesystems may lag).
+        // NFS caches directory lookups for up to acdirmax (60 s by default).
+        let grace = if runner.kind() == ExecutorKind::Slurm.name() {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_millis(500)
+        };
+        let mut queue: VecDeque<(usize, u32)> = VecDeque::new();
+        let mut active: Vec<ActiveJob> = Vec::new();
+        for &c in to_train {
+            let Some(design) = design_of(c) else {
+                continue;
+            };
+            let hash = design.network.canonical_hash().to_string();
+            let spec = lp.job_spec(n, c, 1);
+            let last = resumed
+                .and_then(|p| p.candidates.get(&c))
+                .and_then(|x| x.jobs.last().cloned());
+            match read_job_result(&spec.result, n, c, &hash) {
+                Ok(Some(r)) => {
+                    if let Some(job) = &last {
+                        self.job_state(lp, n, c, &job.job_id, "COMPLETED", "result read")?;
+                    }
+                    self.settle(lp, n, c, design, r, results)?;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.fail_candidate(lp, n, c, &hash, error, results)?;
+                    continue;
+                }
+            }
+            match last {
+                Some(job) => {
+                    let spec = lp.job_spec(n, c, job.attempt);
+                    if runner.attach(&job.job_id, &spec) {
+                        self.job_state(lp, n, c, &job.job_id, &job.state, "re-attached")?;
+                        let mut a = ActiveJob::new(c, hash, job.job_id, job.attempt, &job.state);
+                        a.seen = true;
+                        active.push(a);
+                    } else {
+                        self.job_state(lp, n, c, &job.job_id, "LOST", "resubmitted")?;
+                        queue.push_back((c, job.attempt + 1));
+                    }
+                }
+                None => queue.push_back((c, 1)),
+            }
+        }
+        loop {
+            if self.interrupted() {
+                let ids: Vec<String> = active.iter().map(|a| a.id.clone()).collect();
+                runner.cancel(&ids);
+                for a in &active {
+                    self.job_state(
+                        lp,
+                        n,
+                        a.candidate,
+                        &a.id,
+                        "CANCELLED",
+                        "cancelled by lemo (interrupted)",
+                    )?;
+                }
+                return Err(LemoError::Interrupted);
+            }
+            while active.len() < runner.capacity() {
+                let Some((c, attempt)) = queue.pop_front() else {
+                    break;
+                };
+                let Some(design) = design_of(c) else {
+                    continue;
+                };
+                let hash = design.network.canonical_hash().to_string();
+                let spec = lp.job_spec(n, c, attempt);
+                let job = EvaluationJob {
+                    format: JOB_FORMAT,
+                    iteration: n,
+                    candidate: c,
+                    hash: hash.clone(),
+                    graph: design.graph().clone(),
+                    task: lp.task.clone(),
+                    data: self.config.data.clone(),
+                    data_summary: lp.data.clone(),
+                    training: self.candidate_training(n),
+                    energy: self.config.energy.clone(),
+                    threads: None,
+                };
+                write_json(&spec.job, &job).map_err(|e| LemoError::Io {
+                    path: spec.job.display().to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                let _ = std::fs::remove_file(&spec.result);
+                match runner.submit(&spec) {
+                    Ok(id) => {
+                        self.emit(
+                            lp,
+                            Event::JobSubmitted {
+                                iteration: n,
+                                candidate: c,
+                                hash: hash.clone(),
+                                attempt,
+                                executor: runner.kind().to_string(),
+                                job_id: id.clone(),
+                                job: lp.relative(&spec.job),
+                            },
+                        )?;
+                        active.push(ActiveJob::new(c, hash, id, attempt, "SUBMITTED"));
+                    }
+                    Err(e) if e.is_setup() => return Err(e.into()),
+                    Err(e) if attempt <= max_resubmits => {
+                        self.emit(
+                            lp,
+                            Event::Warning {
+                                message: format!(
+                                    "iteration {n}, candidate {c}: submission {attempt} failed \
+                                     ({e}); trying again"
+                                ),
+                            },
+                        )?;
+                        queue.push_back((c, attempt + 1));
+                        self.pause(runner.poll_interval());
+                    }
+                    Err(e) => {
+                        let error = format!("the job could not be submitted: {e}");
+                        self.fail_candidate(lp, n, c, &hash, error, results)?;
+                    }
+                }
+            }
+            if active.is_empty() && queue.is_empty() {
+                return Ok(());
+            }
+            self.pause(runner.poll_interval());
+            let ids: Vec<String> = active.iter().map(|a| a.id.clone()).collect();
+            let states = runner.poll(&ids)?;
+            let mut still = Vec::with_capacity(active.len());
+            for mut a in std::mem::take(&mut active) {
+                let c = a.candidate;
+                let Some(design) = design_of(c) else {
+                    continue;
+                };
+                let spec = lp.job_spec(n, c, a.attempt);
+                match read_job_result(&spec.result, n, c, &a.hash) {
+                    Ok(Some(r)) => {
+                        self.job_state(lp, n, c, &a.id, "COMPLETED", "result read")?;
+                        self.settle(lp, n, c, design, r, results)?;
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        self.fail_candidate(lp, n, c, &a.hash, error, results)?;
+                        continue;
+                    }
+                }
+                let status = match (states.get(&a.id).cloned(), &a.end) {
+                    // An end once reported stays the end, whatever a later listing says.
+                    (_, Some((state, retry))) => JobStatus::Ended {
+                        state: state.clone(),
+                        retry: *retry,
+                    },
+                    (Some(s), None) => s,
+                    (None, None) => JobStatus::Unknown,
+                };
+                let (state, retry) = match status {
+                    JobStatus::Active(state) => {
+                        if state != a.state {
+                            self.job_state(lp, n, c, &a.id, &state, "")?;
+                            a.state = state;
+                        }
+                        a.seen = true;
+                        still.push(a);
+                        continue;
+                    }
+                    // Not listed yet (a scheduler may take a moment), or gone from every
+                    // listing after it ran.
+                    JobStatus::Unknown
+                        if !a.seen && a.since.elapsed() < Duration::from_secs(60) =>
+                    {
+                        still.push(a);
+                        continue;
+                    }
+                    JobStatus::Unknown => ("LOST".to_string(), true),
+                    JobStatus::Ended { state, retry } => (state, retry),
+                };
+                // Ended without a result (yet): a worker that finished may have written it
+                // an instant ago, on a filesystem that shows it late. A job the engine ended
+                // (retry) had no result to write.
+                a.end = Some((state.clone(), retry));
+                let ended = *a.ended.get_or_insert_with(Instant::now);
+                if !retry && ended.elapsed() < grace {
+                    still.push(a);
+                    continue;
+                }
+                if retry && a.attempt <= max_resubmits {
+                    self.job_state(lp, n, c, &a.id, &state, "resubmitted")?;
+                    queue.push_back((c, a.attempt + 1));
+                } else {
+                    self.job_state(lp, n, c, &a.id, &state, "failed")?;
+                    let error = format!(
+                        "{} job {} ended {state} without a result (attempt {}; log {}){}",
+                        runner.kind(),
+                        a.id,
+                        a.attempt,
+                        lp.relative(&spec.log),
+                        log_tail(&spec.log)
+                    );
+                    self.fail_candidate(lp, n, c, &a.hash, error, results)?;
+                }
+            }
+            active = still;
+        }
+    }
+
+    /// Journals a job's state (and what the loop does about it).
+    fn job_state(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        candidate: usize,
+        job_id: &str,
+        state: &str,
+        note: &str,
+    ) -> Result<(), LemoError> {
+        self.emit(
+            lp,
+            Event::JobState {
+                iteration: n,
+                candidate,
+                job_id: job_id.to_string(),
+                state: state.to_string(),
+                note: note.to_string(),
+            },
+        )
+    }
+
+    /// A worker's result: `evaluated` or `candidate_failed`.
+    fn settle(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        c: usize,
+        design: &Design,
+        result: EvaluationResult,
+        results: &mut [Option<Result<Evaluated, String>>],
+    ) -> Result<(), LemoError> {
+        match result.outcome {
+            JobOutcome::Evaluated { evaluation } => {
+                self.emit_evaluated(lp, n, c, &result.hash, None, &evaluation)?;
+                if let Some(slot) = results.get_mut(c) {
+                    *slot = Some(Ok(evaluated(design, *evaluation, None)));
+                }
+                Ok(())
+            }
+            JobOutcome::Failed { error } => {
+                let error = format!("{error} (worker on {})", result.host);
+                self.fail_candidate(lp, n, c, &result.hash, error, results)
+            }
+        }
+    }
+
+    fn fail_candidate(
+        &mut self,
+        lp: &mut Loop,
+        n: usize,
+        c: usize,
+        hash: &str,
+        error: String,
+        results: &mut [Option<Result<Evaluated, String>>],
+    ) -> Result<(), LemoError> {
+        self.emit(
+            lp,
+            Event::CandidateFailed {
+                iteration: n,
+                candidate: c,
+                hash: hash.to_string(),
+                error: error.clone(),
+            },
+        )?;
+        if let Some(slot) = results.get_mut(c) {
+            *slot = Some(Err(error));
+        }
+        Ok(())
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// Sleeps `d`, waking early when the run is interrupted.
+    fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !self.interrupted() {
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+        }
     }
 
     fn final_training(
@@ -983,8 +1623,10 @@ fn novelty_message(iteration: usize, hash: &str, o: &Observed) -> String {
     )
 }
 
-/// What step 2 of an iteration measured.
+/// What step 2 of an iteration measured for one candidate.
+#[derive(Debug, Clone)]
 struct Evaluated {
+    evaluation: Evaluation,
     observed: Observed,
     hash: String,
     reused_from: Option<usize>,
@@ -992,7 +1634,218 @@ struct Evaluated {
     kwh: f64,
 }
 
+/// A candidate's metrics from its evaluation (reused or fresh); a search-time candidate has
+/// no test accuracy, whatever an earlier journal held.
+fn evaluated(design: &Design, evaluation: Evaluation, reused_from: Option<usize>) -> Evaluated {
+    let mut observed = observe(&evaluation, design.analysis());
+    observed.test_accuracy = None;
+    Evaluated {
+        observed,
+        kwh: if reused_from.is_none() {
+            evaluation_kwh(&evaluation)
+        } else {
+            0.0
+        },
+        diverged: !evaluation.status.is_usable(),
+        hash: design.network.canonical_hash().to_string(),
+        reused_from,
+        evaluation,
+    }
+}
+
+/// What step 1 settled for one candidate: a design (and the rounds it took) or why none.
+#[derive(Debug, Clone)]
+enum Slot {
+    Design(Design),
+    Invalid { error: String, rounds: usize },
+}
+
+impl Slot {
+    fn hash(&self) -> Option<&str> {
+        match self {
+            Slot::Design(d) => Some(d.network.canonical_hash()),
+            Slot::Invalid { .. } => None,
+        }
+    }
+
+    /// As `candidate_proposed` journals it.
+    fn answer_outcome(&self) -> AnswerOutcome {
+        match self {
+            Slot::Design(d) => AnswerOutcome::Valid {
+                graph: d.graph().clone(),
+                hash: d.network.canonical_hash().to_string(),
+                params: d.analysis().params,
+                macs: d.analysis().macs,
+                notes: d.notes.clone(),
+            },
+            Slot::Invalid { error, .. } => AnswerOutcome::Invalid {
+                kind: "invalid".into(),
+                error: error.clone(),
+            },
+        }
+    }
+
+    /// A settled candidate read back from the journal (resume).
+    fn from_journal(outcome: AnswerOutcome, rounds: usize, task: &Task) -> Slot {
+        match outcome {
+            AnswerOutcome::Valid { graph, notes, .. } => match ValidatedGraph::new(graph, task) {
+                Ok(network) => Slot::Design(Design { network, notes }),
+                Err(e) => Slot::Invalid {
+                    error: format!("the journalled network no longer validates: {e}"),
+                    rounds,
+                },
+            },
+            AnswerOutcome::Invalid { error, .. } => Slot::Invalid { error, rounds },
+        }
+    }
+}
+
+/// The candidate whose network is the iteration's: the best by CM (the first on a tie), else
+/// the first that failed to train (it has a network), else the first.
+fn choose(outcomes: &[CandidateOutcome]) -> usize {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, c) in outcomes.iter().enumerate() {
+        if let IterationOutcome::Evaluated { effectiveness, .. } = &c.outcome
+            && best.is_none_or(|(_, b)| effectiveness.cm > b)
+        {
+            best = Some((i, effectiveness.cm));
+        }
+    }
+    best.map(|b| b.0)
+        .or_else(|| {
+            outcomes
+                .iter()
+                .position(|c| matches!(c.outcome, IterationOutcome::Failed { .. }))
+        })
+        .unwrap_or(0)
+}
+
+/// What the closing event of an iteration says.
+struct Closing {
+    outcome: IterationOutcome,
+    next_command: Option<ResolvedCommand>,
+    seconds: f64,
+    kwh: f64,
+    chosen: usize,
+    candidates: Vec<CandidateOutcome>,
+}
+
+/// A job the executor runs for a candidate.
+struct ActiveJob {
+    candidate: usize,
+    hash: String,
+    id: String,
+    attempt: u32,
+    state: String,
+    seen: bool,
+    since: Instant,
+    ended: Option<Instant>,
+    /// The end the engine reported (state, resubmittable), once it did.
+    end: Option<(String, bool)>,
+}
+
+impl ActiveJob {
+    fn new(candidate: usize, hash: String, id: String, attempt: u32, state: &str) -> Self {
+        Self {
+            candidate,
+            hash,
+            id,
+            attempt,
+            state: state.to_string(),
+            seen: false,
+            since: Instant::now(),
+            ended: None,
+            end: None,
+        }
+    }
+}
+
+/// The result file of candidate `c` of iteration `n` when it is there and for this network;
+/// `Ok(None)` when there is none (or one of another network, left from another run of the
+/// iteration); `Err` when it cannot be read (corrupt, another format).
+fn read_job_result(
+    path: &Path,
+    n: usize,
+    c: usize,
+    hash: &str,
+) -> Result<Option<EvaluationResult>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    match read_result(path) {
+        Ok(r) if r.iteration == n && r.candidate == c && r.hash == hash => Ok(Some(r)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The last lines of a worker's log, for a failed candidate's message.
+fn log_tail(path: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines
+        .iter()
+        .skip(lines.len().saturating_sub(3))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" / ");
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    }
+}
+
+/// The architect's seed for candidate `c` of iteration `n`: the iteration's seed for the
+/// first (as with one candidate), a derived one for the others, so the architect's k
+/// samples differ.
+pub fn candidate_seed(run_seed: u64, n: usize, c: usize) -> u64 {
+    let seed = derive_seed(run_seed, n as u64, STREAM_ARCHITECT);
+    if c == 0 {
+        seed
+    } else {
+        derive_seed(seed, c as u64, STREAM_CANDIDATE)
+    }
+}
+
+/// The novelty round's message for a candidate that repeats an earlier candidate of the
+/// same iteration.
+fn sibling_message(sibling: usize, hash: &str) -> String {
+    format!(
+        "this is the network you proposed for candidate #{sibling} of this round already          (canonical hash {}). Propose a different network, following the same instructions,          so that the candidates of this round differ.",
+        hash.get(..10).unwrap_or(hash)
+    )
+}
+
+/// The run directory with an absolute path (workers run elsewhere).
+fn absolute(dir: &RunDir) -> RunDir {
+    match std::path::absolute(dir.root()) {
+        Ok(p) => RunDir::new(p),
+        Err(_) => dir.clone(),
+    }
+}
+
 impl Loop {
+    /// The files of candidate `c`'s job in iteration `n`, attempt `attempt`.
+    fn job_spec(&self, n: usize, c: usize, attempt: u32) -> JobSpec {
+        JobSpec {
+            job: self.dir.job_file(n, c),
+            result: self.dir.result_file(n, c),
+            log: self.dir.job_log(n, c, attempt),
+            name: format!("i{n:03}-c{c}"),
+        }
+    }
+
+    /// A path relative to the run directory (for the journal).
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(self.dir.root())
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
     /// The evaluated iteration the next network starts from: the last one (`previous`, the
     /// paper) or the best by CM so far (`best`).
     fn base_record(&self, base: SearchBase) -> Option<&IterationRecord> {

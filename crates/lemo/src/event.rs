@@ -96,6 +96,22 @@ pub enum IterationOutcome {
     },
 }
 
+/// One candidate of an iteration with k > 1 candidates (or with an executor other than
+/// `in_process`), as the closing event lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateOutcome {
+    /// 0-based index of the candidate within its iteration.
+    pub candidate: usize,
+    /// How it ended (as an iteration's outcome: evaluated, invalid or failed).
+    pub outcome: IterationOutcome,
+}
+
+/// `serde` helper: leave a 0 candidate index out of the journal, so a k = 1 run writes the
+/// same lines as before candidates existed.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// Why the search stopped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
@@ -202,6 +218,16 @@ pub enum Event {
         /// A torn last line that was dropped, if any.
         torn_tail: bool,
     },
+    /// The executor that evaluates the candidates (written at each start and resume of a
+    /// run whose `[executor] kind` is not `in_process`).
+    ExecutorStarted {
+        /// `processes` or `slurm`.
+        executor: String,
+        /// Most jobs at once.
+        capacity: usize,
+        /// The worker, the placement, the `sbatch` arguments.
+        detail: String,
+    },
     /// An iteration started.
     IterationStarted {
         /// 1-based iteration number.
@@ -229,6 +255,68 @@ pub enum Event {
         latency_ms: u64,
         /// The parsed network and its hash, or the exact error.
         outcome: AnswerOutcome,
+        /// The candidate the answer is for (0-based; absent for the first).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        candidate: usize,
+    },
+    /// The proposal of one candidate is settled (after its repair and novelty rounds): the
+    /// network the iteration evaluates for it, or why there is none. Written when an
+    /// iteration has several candidates or an executor other than `in_process`; resume starts
+    /// an unfinished iteration after its settled candidates.
+    CandidateProposed {
+        /// Iteration.
+        iteration: usize,
+        /// 0-based candidate index.
+        candidate: usize,
+        /// Repair and novelty rounds spent on it.
+        repair_rounds: usize,
+        /// The network and its hash, or the last error.
+        outcome: AnswerOutcome,
+    },
+    /// A candidate's evaluation job was handed to the executor (`lemo evaluate JOB RESULT`).
+    JobSubmitted {
+        /// Iteration.
+        iteration: usize,
+        /// 0-based candidate index.
+        candidate: usize,
+        /// Canonical hash of the network.
+        hash: String,
+        /// 1 for the first submission, 2.. for resubmissions.
+        attempt: u32,
+        /// `processes` or `slurm`.
+        executor: String,
+        /// The process id (`processes`) or the SLURM job id.
+        job_id: String,
+        /// The job file, relative to the run directory.
+        job: String,
+    },
+    /// The executor reported a new state of a job (SLURM's state names: `PENDING`, `RUNNING`,
+    /// `COMPLETED`, `NODE_FAIL`, ...; local processes: `RUNNING`, `EXITED`, `LOST`).
+    JobState {
+        /// Iteration.
+        iteration: usize,
+        /// 0-based candidate index.
+        candidate: usize,
+        /// The job.
+        job_id: String,
+        /// The state.
+        state: String,
+        /// What the loop does about it (`resubmitted`, `failed`, `re-attached`, ...), if
+        /// anything.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        note: String,
+    },
+    /// A candidate could not be evaluated: the trainer failed on it, or its worker ended
+    /// without a result (after the resubmissions allowed). The search goes on.
+    CandidateFailed {
+        /// Iteration.
+        iteration: usize,
+        /// 0-based candidate index.
+        candidate: usize,
+        /// Canonical hash of the network.
+        hash: String,
+        /// Why.
+        error: String,
     },
     /// A network was trained and measured (or a duplicate's earlier result reused).
     Evaluated {
@@ -240,6 +328,9 @@ pub enum Event {
         reused_from: Option<usize>,
         /// The trainer's evaluation (history, accuracies, energy windows with their sources).
         evaluation: Box<Evaluation>,
+        /// The candidate evaluated (0-based; absent for the first).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        candidate: usize,
     },
     /// The expert system's advice on the iteration's network.
     Advised {
@@ -270,6 +361,14 @@ pub enum Event {
         seconds: f64,
         /// Energy measured during the iteration, kWh (before PUE).
         kwh: f64,
+        /// The candidate whose network is the iteration's (the best by CM; absent for the
+        /// first).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        candidate: usize,
+        /// Every candidate's outcome, when the iteration had several or used an executor
+        /// (absent otherwise).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        candidates: Vec<CandidateOutcome>,
     },
     /// The search stopped.
     SearchFinished {

@@ -4,6 +4,7 @@
 //! iteration that never closed (the process was killed) are ignored: that iteration runs again
 //! on resume, with the same seed.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use lemo_arch::Task;
@@ -11,7 +12,9 @@ use lemo_expert::ResolvedCommand;
 use lemo_train::Evaluation;
 
 use crate::config::RunConfig;
-use crate::event::{DataSummary, Event, FinalResult, IterationOutcome, StopReason};
+use crate::event::{
+    AnswerOutcome, CandidateOutcome, DataSummary, Event, FinalResult, IterationOutcome, StopReason,
+};
 use crate::journal::{Entry, JournalError, read_journal};
 
 /// One finished iteration, as the journal tells it.
@@ -41,12 +44,90 @@ pub struct IterationRecord {
     pub seconds: f64,
     /// Energy measured, kWh (before PUE).
     pub kwh: f64,
+    /// The candidate whose network is the iteration's (0 with one candidate).
+    pub chosen: usize,
+    /// Every candidate, when the iteration had several or used an executor (empty otherwise:
+    /// the iteration's outcome is its only candidate).
+    pub candidates: Vec<CandidateRecord>,
+}
+
+/// One candidate of a finished iteration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateRecord {
+    /// 0-based index within the iteration.
+    pub candidate: usize,
+    /// How it ended.
+    pub outcome: IterationOutcome,
+    /// Its evaluation, when it was trained (or reused).
+    pub evaluation: Option<Evaluation>,
+    /// The jobs that evaluated it (empty in process), in submission order.
+    pub jobs: Vec<JobRecord>,
+}
+
+/// One submission of a candidate's evaluation job, and the last state the executor reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    /// 1 for the first submission, 2.. for resubmissions.
+    pub attempt: u32,
+    /// `processes` or `slurm`.
+    pub executor: String,
+    /// Process id or SLURM job id.
+    pub job_id: String,
+    /// The last state reported (`SUBMITTED` until one is).
+    pub state: String,
+}
+
+/// A candidate of the iteration in progress, as far as the journal tells it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CandidateInProgress {
+    /// Its settled proposal (`candidate_proposed`) and the rounds it took, once written.
+    pub proposed: Option<(AnswerOutcome, usize)>,
+    /// Its evaluation and the iteration it was reused from, once written.
+    pub evaluated: Option<(Evaluation, Option<usize>)>,
+    /// Why it could not be evaluated, once written.
+    pub failed: Option<String>,
+    /// Its jobs so far.
+    pub jobs: Vec<JobRecord>,
+}
+
+/// The iteration in progress: opened by `iteration_started`, not closed yet.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IterationInProgress {
+    /// 1-based number.
+    pub iteration: usize,
+    /// Its seed.
+    pub seed: u64,
+    /// Instructions given to the architect.
+    pub command: Option<ResolvedCommand>,
+    /// Every answer so far.
+    pub answers: Vec<Event>,
+    /// Candidate 0's evaluation (the only one with one candidate in process).
+    pub evaluation: Option<Evaluation>,
+    /// The expert system's advice, once written.
+    pub advice: Option<Event>,
+    /// Its candidates so far, by index.
+    pub candidates: BTreeMap<usize, CandidateInProgress>,
+    /// Unix time (ms) the iteration opened.
+    pub started_unix_ms: u64,
+    /// Unix time (ms) of its last event.
+    pub last_unix_ms: u64,
+}
+
+impl IterationInProgress {
+    /// Whether a resume continues this iteration where it stopped (some candidate proposal
+    /// is settled) instead of running it again from the start.
+    pub fn resumable(&self) -> bool {
+        self.candidates.values().any(|c| c.proposed.is_some())
+    }
 }
 
 impl IterationRecord {
-    /// Repair rounds spent in this iteration.
+    /// Repair (and novelty) rounds spent in this iteration, over all its candidates.
     pub fn repair_rounds(&self) -> usize {
-        self.answers.len().saturating_sub(1)
+        self.answers
+            .iter()
+            .filter(|e| matches!(e, Event::Answer { round, .. } if *round > 0))
+            .count()
     }
 
     /// A one-line summary: the metrics and CM, or why there is no network.
@@ -119,8 +200,11 @@ pub struct RunHistory {
     pub last_unix_ms: u64,
     /// Entries in the journal.
     pub entries: usize,
+    /// The executor of the run's last start, as `executor_started` describes it (`None`: in
+    /// process).
+    pub executor: Option<String>,
     /// The iteration in progress (opened, not closed yet).
-    pending: Option<Pending>,
+    pub in_progress: Option<IterationInProgress>,
 }
 
 /// Errors of rebuilding a run from its journal.
@@ -132,16 +216,6 @@ pub enum HistoryError {
     /// The journal has no `run_started` event.
     #[error("the journal has no run_started event")]
     NotStarted,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-struct Pending {
-    iteration: usize,
-    seed: u64,
-    command: Option<ResolvedCommand>,
-    answers: Vec<Event>,
-    evaluation: Option<Evaluation>,
-    advice: Option<Event>,
 }
 
 impl RunHistory {
@@ -169,7 +243,10 @@ impl RunHistory {
         let h = self;
         h.entries += 1;
         h.last_unix_ms = entry.unix_ms;
-        let pending = &mut h.pending;
+        let pending = &mut h.in_progress;
+        if let Some(p) = pending.as_mut() {
+            p.last_unix_ms = entry.unix_ms;
+        }
         {
             match &entry.event {
                 Event::RunStarted {
@@ -195,19 +272,83 @@ impl RunHistory {
                 }
                 Event::Resumed { .. } => {
                     h.resumes += 1;
-                    *pending = None;
+                    // An iteration with a settled candidate goes on where it stopped; any
+                    // other unfinished iteration is void and runs again.
+                    if !pending.as_ref().is_some_and(IterationInProgress::resumable) {
+                        *pending = None;
+                    }
                 }
                 Event::IterationStarted {
                     iteration,
                     seed,
                     command,
                 } => {
-                    *pending = Some(Pending {
+                    *pending = Some(IterationInProgress {
                         iteration: *iteration,
                         seed: *seed,
                         command: command.clone(),
-                        ..Pending::default()
+                        started_unix_ms: entry.unix_ms,
+                        last_unix_ms: entry.unix_ms,
+                        ..IterationInProgress::default()
                     });
+                }
+                Event::CandidateProposed {
+                    iteration,
+                    candidate,
+                    repair_rounds,
+                    outcome,
+                } => {
+                    if let Some(p) = pending.as_mut().filter(|p| p.iteration == *iteration) {
+                        p.candidates.entry(*candidate).or_default().proposed =
+                            Some((outcome.clone(), *repair_rounds));
+                    }
+                }
+                Event::JobSubmitted {
+                    iteration,
+                    candidate,
+                    attempt,
+                    executor,
+                    job_id,
+                    ..
+                } => {
+                    if let Some(p) = pending.as_mut().filter(|p| p.iteration == *iteration) {
+                        p.candidates
+                            .entry(*candidate)
+                            .or_default()
+                            .jobs
+                            .push(JobRecord {
+                                attempt: *attempt,
+                                executor: executor.clone(),
+                                job_id: job_id.clone(),
+                                state: "SUBMITTED".into(),
+                            });
+                    }
+                }
+                Event::JobState {
+                    iteration,
+                    candidate,
+                    job_id,
+                    state,
+                    ..
+                } => {
+                    if let Some(job) = pending
+                        .as_mut()
+                        .filter(|p| p.iteration == *iteration)
+                        .and_then(|p| p.candidates.get_mut(candidate))
+                        .and_then(|c| c.jobs.iter_mut().rev().find(|j| j.job_id == *job_id))
+                    {
+                        job.state = state.clone();
+                    }
+                }
+                Event::CandidateFailed {
+                    iteration,
+                    candidate,
+                    error,
+                    ..
+                } => {
+                    if let Some(p) = pending.as_mut().filter(|p| p.iteration == *iteration) {
+                        p.candidates.entry(*candidate).or_default().failed = Some(error.clone());
+                    }
                 }
                 e @ Event::Answer { iteration, .. } => {
                     if let Some(p) = pending.as_mut().filter(|p| p.iteration == *iteration) {
@@ -217,10 +358,16 @@ impl RunHistory {
                 Event::Evaluated {
                     iteration,
                     evaluation,
+                    candidate,
+                    reused_from,
                     ..
                 } => {
                     if let Some(p) = pending.as_mut().filter(|p| p.iteration == *iteration) {
-                        p.evaluation = Some((**evaluation).clone());
+                        if *candidate == 0 {
+                            p.evaluation = Some((**evaluation).clone());
+                        }
+                        p.candidates.entry(*candidate).or_default().evaluated =
+                            Some(((**evaluation).clone(), *reused_from));
                     }
                 }
                 e @ Event::Advised { iteration, .. } => {
@@ -236,11 +383,22 @@ impl RunHistory {
                     pareto_front,
                     seconds,
                     kwh,
+                    candidate: chosen,
+                    candidates,
                 } => {
                     let p = pending
                         .take()
                         .filter(|p| p.iteration == *iteration)
                         .unwrap_or_default();
+                    let candidates = candidate_records(&p, candidates);
+                    let evaluation = if candidates.is_empty() {
+                        p.evaluation
+                    } else {
+                        candidates
+                            .iter()
+                            .find(|c| c.candidate == *chosen)
+                            .and_then(|c| c.evaluation.clone())
+                    };
                     // A closing event without its opening one would be a foreign journal; keep
                     // what it says.
                     h.iterations.retain(|r| r.iteration != *iteration);
@@ -249,7 +407,7 @@ impl RunHistory {
                         seed: p.seed,
                         command: p.command,
                         answers: p.answers,
-                        evaluation: p.evaluation,
+                        evaluation,
                         advice: p.advice,
                         outcome: (**outcome).clone(),
                         next_command: next_command.clone(),
@@ -257,6 +415,8 @@ impl RunHistory {
                         pareto_front: pareto_front.clone(),
                         seconds: *seconds,
                         kwh: *kwh,
+                        chosen: *chosen,
+                        candidates,
                     });
                 }
                 Event::SearchFinished {
@@ -264,6 +424,9 @@ impl RunHistory {
                     best_iteration,
                 } => h.search_finished = Some((reason.clone(), *best_iteration)),
                 Event::FinalStarted { .. } => {}
+                Event::ExecutorStarted {
+                    executor, detail, ..
+                } => h.executor = Some(format!("{executor}: {detail}")),
                 Event::FinalFinished { result } => h.final_result = Some((**result).clone()),
                 Event::BaselineFinished { result } => h.baseline = Some((**result).clone()),
                 Event::Warning { message } => h.warnings.push(message.clone()),
@@ -293,15 +456,43 @@ impl RunHistory {
     }
 
     /// The evaluation of the network with this canonical hash: the first iteration that
-    /// trained it, and what it measured.
+    /// trained it (as the iteration's network or as one of its candidates), and what it
+    /// measured.
     pub fn evaluation_of(&self, hash: &str) -> Option<(usize, &Evaluation)> {
-        self.iterations
-            .iter()
-            .find_map(|r| match (&r.outcome, &r.evaluation) {
-                (IterationOutcome::Evaluated { hash: h, .. }, Some(ev)) if h == hash => {
-                    Some((r.iteration, ev))
-                }
-                _ => None,
-            })
+        let matches = |o: &IterationOutcome| matches!(o, IterationOutcome::Evaluated { hash: h, .. } if h == hash);
+        self.iterations.iter().find_map(|r| {
+            if r.candidates.is_empty() {
+                r.evaluation
+                    .as_ref()
+                    .filter(|_| matches(&r.outcome))
+                    .map(|ev| (r.iteration, ev))
+            } else {
+                r.candidates.iter().find_map(|c| {
+                    c.evaluation
+                        .as_ref()
+                        .filter(|_| matches(&c.outcome))
+                        .map(|ev| (r.iteration, ev))
+                })
+            }
+        })
     }
+}
+
+/// The candidates of a closing iteration, with the evaluations and jobs its events recorded.
+fn candidate_records(p: &IterationInProgress, closed: &[CandidateOutcome]) -> Vec<CandidateRecord> {
+    closed
+        .iter()
+        .map(|c| {
+            let seen = p.candidates.get(&c.candidate);
+            CandidateRecord {
+                candidate: c.candidate,
+                outcome: c.outcome.clone(),
+                evaluation: seen
+                    .and_then(|s| s.evaluated.as_ref())
+                    .map(|(ev, _)| ev.clone())
+                    .filter(|_| matches!(c.outcome, IterationOutcome::Evaluated { .. })),
+                jobs: seen.map(|s| s.jobs.clone()).unwrap_or_default(),
+            }
+        })
+        .collect()
 }

@@ -253,6 +253,7 @@ pub fn render_report(h: &RunHistory) -> Result<String, ReportError> {
         let _ = writeln!(w, "\n{verdict}");
     }
     iterations_section(w, h);
+    candidates_section(w, h);
     let _ = writeln!(w, "\n## Plots\n");
     for (name, _) in plot_files(h) {
         let _ = writeln!(w, "![{name}](plots/{name})");
@@ -557,6 +558,78 @@ fn iterations_section(w: &mut String, h: &RunHistory) {
             .last()
             .map(|r| r.pareto_front.clone())
             .unwrap_or_default()
+    );
+}
+
+/// Every candidate of iterations with several (or evaluated by an executor), the chosen one
+/// marked, with the jobs that evaluated it.
+fn candidates_section(w: &mut String, h: &RunHistory) {
+    if h.iterations.iter().all(|r| r.candidates.is_empty()) {
+        return;
+    }
+    let _ = writeln!(w, "\n## Candidates\n");
+    if let Some(x) = &h.executor {
+        let _ = writeln!(w, "Executor: {}.\n", one_line(x, 300));
+    }
+    let _ = writeln!(
+        w,
+        "| # | candidate | network | params | A1 | A2 | F (img/s) | CM | note | jobs |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
+    for r in &h.iterations {
+        for c in &r.candidates {
+            let mark = if c.candidate == r.chosen { " ◆" } else { "" };
+            let jobs = c
+                .jobs
+                .iter()
+                .map(|j| format!("{} {} (attempt {})", j.job_id, j.state, j.attempt))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let head = format!("| {} | {}{mark} |", r.iteration, c.candidate);
+            let _ = match &c.outcome {
+                IterationOutcome::Evaluated {
+                    hash,
+                    reused_from,
+                    observed: o,
+                    effectiveness,
+                    diverged,
+                    ..
+                } => {
+                    let mut note = String::new();
+                    if let Some(it) = reused_from {
+                        let _ = write!(note, "duplicate of #{it}, reused");
+                    }
+                    if *diverged {
+                        note.push_str("diverged");
+                    }
+                    writeln!(
+                        w,
+                        "{head} `{}` | {} | {:.4} | {:.4} | {:.1} | {:.4} | {note} | {jobs} |",
+                        hash.get(..10).unwrap_or(hash),
+                        lemo_arch::thousands(o.params),
+                        o.a1,
+                        o.a2,
+                        o.fps,
+                        effectiveness.cm,
+                    )
+                }
+                IterationOutcome::Invalid { error, .. } => writeln!(
+                    w,
+                    "{head} invalid | | | | | | {} | {jobs} |",
+                    one_line(error, 80)
+                ),
+                IterationOutcome::Failed { error, .. } => writeln!(
+                    w,
+                    "{head} failed | | | | | | {} | {jobs} |",
+                    one_line(error, 120)
+                ),
+            };
+        }
+    }
+    let _ = writeln!(
+        w,
+        "\n◆ the iteration's network (best by CM among its candidates); the search table above \
+         shows it."
     );
 }
 

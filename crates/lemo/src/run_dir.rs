@@ -7,6 +7,8 @@
 //!   report.md          the Markdown report (regenerate with `lemo report RUN_DIR`)
 //!   plots/*.svg        metrics and CM per iteration, the Pareto front
 //!   best/              the retrained best network: graph.json, network.dot, weights
+//!   jobs/              with an executor: one job, result and log per candidate
+//!                      (i003-c1.job.json, i003-c1.result.json, i003-c1.a1.log)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -75,6 +77,29 @@ impl RunDir {
     /// `best/`: the retrained best network (graph, drawing, weights).
     pub fn best(&self) -> PathBuf {
         self.root.join("best")
+    }
+
+    /// `jobs/`: the evaluation jobs of the candidates, their results and logs.
+    pub fn jobs(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+
+    /// `jobs/iNNN-cK.job.json`: the job of candidate `candidate` of iteration `iteration`.
+    pub fn job_file(&self, iteration: usize, candidate: usize) -> PathBuf {
+        self.jobs()
+            .join(format!("i{iteration:03}-c{candidate}.job.json"))
+    }
+
+    /// `jobs/iNNN-cK.result.json`: what its worker wrote.
+    pub fn result_file(&self, iteration: usize, candidate: usize) -> PathBuf {
+        self.jobs()
+            .join(format!("i{iteration:03}-c{candidate}.result.json"))
+    }
+
+    /// `jobs/iNNN-cK.aN.log`: the worker's output, per attempt.
+    pub fn job_log(&self, iteration: usize, candidate: usize, attempt: u32) -> PathBuf {
+        self.jobs()
+            .join(format!("i{iteration:03}-c{candidate}.a{attempt}.log"))
     }
 }
 
