@@ -399,6 +399,46 @@ pub const OP_NAMES: [&str; 18] = [
     "concat",
 ];
 
+/// What an op takes and gives, by kind of value: a feature map `[C,H,W]` or a vector `[F]`.
+/// [`Graph::validate`] is the judge; this summary lets a grammar write only well-typed chains
+/// (a test checks that the two agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpSignature {
+    /// Takes a feature map.
+    pub on_map: bool,
+    /// Takes a vector.
+    pub on_vector: bool,
+    /// Always gives a vector (`global_avg_pool`, `flatten`, `dense`); otherwise the kind it took.
+    pub to_vector: bool,
+    /// Merges several named inputs (`add`, `concat`).
+    pub merge: bool,
+}
+
+/// The [`OpSignature`] of an op name of [`OP_NAMES`]; `None` for any other name.
+pub fn op_signature(op: &str) -> Option<OpSignature> {
+    let sig = |on_map, on_vector, to_vector, merge| {
+        Some(OpSignature {
+            on_map,
+            on_vector,
+            to_vector,
+            merge,
+        })
+    };
+    match op {
+        "conv2d" | "depthwise_conv2d" | "separable_conv2d" | "max_pool" | "avg_pool" => {
+            sig(true, false, false, false)
+        }
+        "batch_norm" | "relu" | "gelu" | "silu" | "sigmoid" | "tanh" | "leaky_relu" | "dropout" => {
+            sig(true, true, false, false)
+        }
+        "global_avg_pool" => sig(true, false, true, false),
+        "flatten" => sig(true, true, true, false),
+        "dense" => sig(false, true, true, false),
+        "add" | "concat" => sig(true, true, false, true),
+        _ => None,
+    }
+}
+
 /// The fields every node may carry, whatever its op.
 pub const NODE_FIELDS: [&str; 5] = ["id", "in", "op", "init", "l2"];
 

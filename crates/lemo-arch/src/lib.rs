@@ -41,7 +41,7 @@ pub use edit::Edit;
 pub use error::ArchError;
 pub use ir::{
     Activation, Analysis, Graph, INPUT_ID, Init, Limits, NODE_FIELDS, Node, NodeInfo, OP_NAMES, Op,
-    Padding, PaddingMode, Shape, Source, Task,
+    OpSignature, Padding, PaddingMode, Shape, Source, Task, op_signature,
 };
 pub use lemo_expert::Instruction;
 pub use parse::{MAX_ANSWER_BYTES, MAX_NODES, Parsed, parse_answer};

@@ -293,11 +293,8 @@ pub(crate) fn node_from_value(i: usize, value: Value) -> Result<Node, ArchError>
                 kind_of(&other)
             )));
         }
-        None => {
-            return Err(bad(
-                "has no `id`; every node needs a unique string id".to_string()
-            ));
-        }
+        // A chain needs no ids: an absent one is the node's position.
+        None => format!("n{}", i + 1),
     };
     let op_name = match map.get("op") {
         Some(Value::String(s)) => s.clone(),

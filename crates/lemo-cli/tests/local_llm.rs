@@ -22,7 +22,8 @@ fn model_path() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+                .join("../..")
+                .join(lemo_llm::LOCAL_DEFAULT_MODEL_PATH)
         })
 }
 
@@ -38,20 +39,13 @@ fn config(model: &Path, iterations: usize) -> String {
     config
 }
 
+/// Every answer is JSON of the IR (the grammar sees to it) and at least one network is
+/// trained (the chain form's grammar gives every answer the shape of a network for the task).
 #[test]
-fn a_three_iteration_discovery_with_the_local_model_always_gets_json() -> TestResult {
-    let (answers, _valid, _trained) = three_iterations()?;
-    assert!(answers >= 3);
-    Ok(())
-}
-
-/// Issue 13 asks for this; SmolLM2-135M does not do it yet: in the run of 2026-12-02 all 9 of
-/// its answers were JSON of the IR, none a network valid for the task (cycles, inputs that do
-/// not exist), so nothing was trained. Run with `--ignored`.
-#[test]
-#[ignore = "SmolLM2-135M wrote no network valid for the task in 9 answers (issue 13)"]
 fn a_three_iteration_discovery_with_the_local_model_trains_a_network() -> TestResult {
-    let (_answers, _valid, trained) = three_iterations()?;
+    let (answers, valid, trained) = three_iterations()?;
+    assert!(answers >= 3);
+    assert!(valid >= 1, "no answer was valid for the task");
     assert!(trained >= 1, "no network was trained");
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! ```
 
 use lemo_arch::{Limits, Task};
-use lemo_llm::{AnswerSchema, ChatRequest, LlmArchitect, LocalChat, LocalConfig, TaskBrief};
+use lemo_llm::{LlmArchitect, LocalChat, LocalConfig, PromptBook, TaskBrief};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         chat.load_seconds(),
         chat.template_source()
     );
-    let architect = LlmArchitect::new(chat);
+    let architect = LlmArchitect::new(chat).with_prompts(PromptBook::chain());
     for seed in 1..=runs {
         let brief = TaskBrief {
             dataset: "digits (8x8 greyscale)".into(),
@@ -38,19 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             notes: String::new(),
             seed,
         };
-        let request = ChatRequest {
-            messages: architect.initial_prompt(&brief)?,
-            seed: Some(seed),
-            schema: Some(AnswerSchema {
-                name: "lemo_network".into(),
-                schema: lemo_arch::json_schema(),
-            }),
-            max_tokens: std::env::var("LEMO_BENCH_MAX_TOKENS")
-                .ok()
-                .and_then(|v| v.parse().ok()),
-            ..ChatRequest::default()
-        };
-        let mut request = request;
+        let mut request = architect.request(&brief, architect.initial_prompt(&brief)?);
+        request.max_tokens = std::env::var("LEMO_BENCH_MAX_TOKENS")
+            .ok()
+            .and_then(|v| v.parse().ok());
         if std::env::var_os("LEMO_BENCH_NO_GRAMMAR").is_some() {
             request.schema = None;
         }

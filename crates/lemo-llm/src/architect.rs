@@ -69,21 +69,28 @@ impl<M: ChatModel> LlmArchitect<M> {
         self.prompts.next(brief, feedback, &self.schema)
     }
 
+    /// The request this architect sends for `messages`: the run's seed and, with structured
+    /// output, the IR's schema and the task's number of classes.
+    pub fn request(&self, brief: &TaskBrief, messages: Vec<Message>) -> ChatRequest {
+        ChatRequest {
+            messages,
+            seed: Some(brief.seed),
+            schema: self.structured_output.then(|| AnswerSchema {
+                name: "lemo_network".into(),
+                schema: self.schema.clone(),
+                classes: u32::try_from(brief.task.classes).ok(),
+            }),
+            ..ChatRequest::default()
+        }
+    }
+
     async fn ask(
         &self,
         brief: &TaskBrief,
         kind: ProposalKind,
         prompt: Vec<Message>,
     ) -> Result<Proposal, LlmError> {
-        let request = ChatRequest {
-            messages: prompt,
-            seed: Some(brief.seed),
-            schema: self.structured_output.then(|| AnswerSchema {
-                name: "lemo_network".into(),
-                schema: self.schema.clone(),
-            }),
-            ..ChatRequest::default()
-        };
+        let request = self.request(brief, prompt);
         let response = self.model.chat(&request).await?;
         let outcome = read_answer(brief, &response.text, response.truncated);
         if let Err(p) = &outcome {

@@ -46,9 +46,23 @@ impl Default for ArchitectConfig {
 }
 
 impl ArchitectConfig {
-    /// Builds the architect with the default prompts. Keys come from the environment.
+    /// Builds the architect with [`ArchitectConfig::default_prompts`]. Keys come from the
+    /// environment.
     pub fn build(&self) -> Result<Box<dyn Architect>, LlmError> {
-        self.build_with(PromptBook::default())
+        self.build_with(self.default_prompts())
+    }
+
+    /// The prompt book [`ArchitectConfig::build`] uses: [`PromptBook::chain`] for a local
+    /// architect whose grammar writes chains, else [`PromptBook::default`].
+    pub fn default_prompts(&self) -> PromptBook {
+        match self {
+            ArchitectConfig::Local(c)
+                if c.structured_output && c.form == crate::NetworkForm::Chain =>
+            {
+                PromptBook::chain()
+            }
+            _ => PromptBook::default(),
+        }
     }
 
     /// Builds the architect with these prompts (ignored by the offline architect).

@@ -79,7 +79,8 @@ pub use gemini_config::{GEMINI_BASE_URL, GEMINI_DEFAULT_MODEL, GeminiConfig, to_
 /// HTTP client); re-exported here under their old paths.
 pub use lemo_core::llm::{AnswerProblem, Architect, Design, Proposal, ProposalKind, read_answer};
 pub use local::{
-    GRAMMAR_MAX_INPUTS, GRAMMAR_MAX_STRING, LOCAL_DEFAULT_MODEL_PATH, LocalConfig, grammar_schema,
+    GRAMMAR_MAX_INPUTS, GRAMMAR_MAX_STRING, LOCAL_DEFAULT_MODEL_PATH, LocalConfig,
+    MIN_GRAMMAR_NODES, NetworkForm, grammar_schema, shape_network_grammar,
 };
 #[cfg(feature = "local")]
 pub use local_engine::{LocalChat, LocalTimings};

@@ -7,8 +7,10 @@
 //! them together and turns every failure into an [`LlmError`].
 
 use crate::LlmError;
-use crate::chat::{BoxFuture, ChatModel, ChatRequest, ChatResponse, Role, TokenUsage};
-use crate::local::{LocalConfig, grammar_schema};
+use crate::chat::{
+    AnswerSchema, BoxFuture, ChatModel, ChatRequest, ChatResponse, Role, TokenUsage,
+};
+use crate::local::{LocalConfig, grammar_schema, shape_network_grammar};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
@@ -299,13 +301,7 @@ impl LocalChat {
             .min(self.context);
 
         let grammar = match &request.schema {
-            Some(s) => {
-                let schema = grammar_schema(&s.schema, self.config.max_nodes);
-                Some(compact_whitespace(
-                    &llama_cpp_2::json_schema_to_grammar(&schema)
-                        .map_err(|e| self.error(format!("answer schema to grammar: {e}")))?,
-                ))
-            }
+            Some(s) => Some(self.grammar(s)?),
             None => None,
         };
         let mut grammar_sampler = match &grammar {
@@ -416,6 +412,25 @@ impl LocalChat {
             },
             timings,
         ))
+    }
+}
+
+impl LocalChat {
+    /// The grammar of an answer: llama.cpp's converter on [`grammar_schema`], the `nodes`
+    /// array given the shape of a network for the task ([`shape_network_grammar`]; where that
+    /// fails, a warning and the plain schema's grammar: answers are still JSON of the IR), and
+    /// compact whitespace.
+    fn grammar(&self, schema: &AnswerSchema) -> Result<String, LlmError> {
+        let (form, max_nodes) = (self.config.form, self.config.max_nodes);
+        let text = grammar_schema(&schema.schema, max_nodes, form);
+        let grammar = llama_cpp_2::json_schema_to_grammar(&text)
+            .map_err(|e| self.error(format!("answer schema to grammar: {e}")))?;
+        let shaped = shape_network_grammar(&grammar, form, max_nodes, schema.classes)
+            .unwrap_or_else(|e| {
+                tracing::warn!("the local grammar keeps the schema's shape: {e}");
+                grammar
+            });
+        Ok(compact_whitespace(&shaped))
     }
 }
 

@@ -77,6 +77,60 @@ Your network could not be used:
 Fix exactly this problem and reply with the complete corrected network as one JSON object in \
 the IR. The task is unchanged: {task}";
 
+/// The IR's rules for a chain (the local architect's [`crate::NetworkForm::Chain`]): no named
+/// inputs, and the order of layers the grammar keeps to.
+pub const CHAIN_IR_RULES: &str = "\
+The IR: {\"name\": \"...\", \"nodes\": [...]}. The nodes form a chain: each takes the previous \
+node's output (the first takes the image). Every node has an \"op\" and needs no \"id\":
+- conv2d: filters, kernel (1 to 7), stride (1), padding (\"same\" | \"valid\" | pixels; default \
+valid); separable_conv2d: the same; depthwise_conv2d: kernel, stride, padding
+- batch_norm; relu, gelu, silu, sigmoid, tanh, leaky_relu; dropout: rate (0.1 to 0.5)
+- max_pool, avg_pool: kernel, stride (= kernel), padding
+- global_avg_pool or flatten: turns the feature maps into a vector
+- dense: units
+Write the feature-map layers first (convolutions, batch_norm, activations, pooling, dropout), \
+then one global_avg_pool or flatten, then at most four vector layers (dense, batch_norm, \
+activations, dropout), and last the logits: {\"op\": \"dense\", \"units\": <classes>}. Keep \
+feature maps at least 1x1: each pooling of kernel 2, or stride 2, halves them.";
+
+/// The example of [`PromptBook::chain`]'s system prompt: the starter network for 3x32x32
+/// images and 100 classes, written as the chain grammar writes it.
+const CHAIN_EXAMPLE: &str = r#"{
+  "name": "chain",
+  "nodes": [
+    {"op":"conv2d","filters":16,"kernel":3,"padding":"same"},
+    {"op":"batch_norm"},
+    {"op":"relu"},
+    {"op":"max_pool","kernel":2},
+    {"op":"conv2d","filters":32,"kernel":3,"padding":"same"},
+    {"op":"batch_norm"},
+    {"op":"relu"},
+    {"op":"max_pool","kernel":2},
+    {"op":"conv2d","filters":64,"kernel":3,"padding":"same"},
+    {"op":"batch_norm"},
+    {"op":"relu"},
+    {"op":"global_avg_pool"},
+    {"op":"dropout","rate":0.2},
+    {"op":"dense","units":100}
+  ]
+}"#;
+
+/// The system prompt of [`PromptBook::chain`], before the example is written in: the chain's
+/// rules, no JSON schema (the grammar holds the model to it).
+const CHAIN_SYSTEM: &str = "\
+You are an expert in designing convolutional neural networks for image classification on edge \
+devices. You write each network as JSON in the LeMo-NADe architecture IR.
+
+{rules}
+
+An example network (3x32x32 images, 100 classes), for the format only:
+{example}
+
+The task:
+{task}
+
+Always answer with exactly one JSON object: the complete network, every node, nothing left out.";
+
 /// The templates. Each is text with `{placeholders}`; a file may override any of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -107,6 +161,20 @@ impl Default for PromptBook {
 }
 
 impl PromptBook {
+    /// The default book for a model whose decoding a grammar holds to a chain (the local
+    /// architect's [`crate::NetworkForm::Chain`]): the system prompt states the chain's rules
+    /// and shows a chain instead of the IR's rules, JSON schema and residual example; the other
+    /// templates are the defaults.
+    pub fn chain() -> Self {
+        let escape = |s: &str| s.replace('{', "{{").replace('}', "}}");
+        PromptBook {
+            system: CHAIN_SYSTEM
+                .replace("{rules}", &escape(CHAIN_IR_RULES))
+                .replace("{example}", &escape(CHAIN_EXAMPLE)),
+            ..PromptBook::default()
+        }
+    }
+
     /// Templates from TOML text: keys `system`, `initial`, `next`, `repair`; a missing key
     /// keeps the default. Unknown keys and unknown placeholders are errors.
     pub fn from_toml_str(text: &str) -> Result<Self, LlmError> {
@@ -371,6 +439,42 @@ fn fill(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_chain_book_shows_a_chain_and_no_schema() {
+        let book = super::PromptBook::chain();
+        book.check().expect("the chain book's templates are valid");
+        let brief = super::TaskBrief {
+            dataset: "digits".into(),
+            task: lemo_arch::Task {
+                input: [1, 8, 8],
+                classes: 10,
+                limits: lemo_arch::Limits::default(),
+            },
+            notes: String::new(),
+            seed: 1,
+        };
+        let system = book
+            .system_message(&brief, &lemo_arch::json_schema())
+            .expect("renders")
+            .content;
+        assert!(!system.contains("\"in\""), "{system}");
+        assert!(!system.contains("$defs"), "no schema: {system}");
+        assert!(system.contains(r#"{"op": "dense", "units": <classes>}"#));
+        assert!(system.contains("Output: 10 classes"), "{system}");
+        assert!(system.contains(r#"{"op":"global_avg_pool"}"#), "{system}");
+        assert!(!system.contains(r#"{"id""#), "{system}");
+        // The example is a valid network for its task.
+        let example = lemo_arch::parse_answer(super::CHAIN_EXAMPLE)
+            .expect("parses")
+            .graph;
+        let task = lemo_arch::Task {
+            input: [3, 32, 32],
+            classes: 100,
+            limits: lemo_arch::Limits::default(),
+        };
+        example.validate(&task).expect("valid");
+    }
+
     use super::*;
 
     #[test]

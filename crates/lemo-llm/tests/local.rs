@@ -8,8 +8,8 @@
 
 use lemo_arch::{Limits, Task};
 use lemo_llm::{
-    AnswerSchema, Architect, ArchitectConfig, ChatModel, ChatRequest, LlmArchitect, LlmError,
-    LocalChat, LocalConfig, TaskBrief, block_on, read_answer,
+    Architect, ArchitectConfig, ChatModel, ChatRequest, LlmArchitect, LlmError, LocalChat,
+    LocalConfig, PromptBook, TaskBrief, block_on, read_answer,
 };
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -58,18 +58,12 @@ fn digits_brief(seed: u64) -> TaskBrief {
     }
 }
 
-/// The first round's request, as `LlmArchitect` sends it.
+/// The first round's request, as the configured local architect sends it (the chain form's
+/// prompts, the IR's schema, the task's classes).
 fn initial_request(seed: u64) -> ChatRequest {
-    let architect = LlmArchitect::new(PromptlessModel);
-    ChatRequest {
-        messages: architect.initial_prompt(&digits_brief(seed)).unwrap(),
-        seed: Some(seed),
-        schema: Some(AnswerSchema {
-            name: "lemo_network".into(),
-            schema: lemo_arch::json_schema(),
-        }),
-        ..ChatRequest::default()
-    }
+    let architect = LlmArchitect::new(PromptlessModel).with_prompts(PromptBook::chain());
+    let brief = digits_brief(seed);
+    architect.request(&brief, architect.initial_prompt(&brief).unwrap())
 }
 
 /// A model that is never asked: only for building prompts.
@@ -110,6 +104,48 @@ fn answers_parse_as_the_ir_and_the_same_seed_gives_the_same_text() -> TestResult
     let b = block_on(m.chat(&request))?;
     assert_eq!(a.text, b.text, "same seed, same answer");
     assert!(m.describe().starts_with("local "));
+    Ok(())
+}
+
+/// What the chain grammar guarantees, whatever the model: a chain (no `in`, no merge) of
+/// feature-map layers, one global pooling, vector layers and the dense layer of 10 logits.
+#[test]
+fn the_chain_grammar_writes_a_network_of_the_task_s_shape() -> TestResult {
+    let brief = digits_brief(1);
+    let mut valid = 0;
+    for seed in [21, 22, 23] {
+        let (answer, _) = model().generate(&initial_request(seed))?;
+        let graph = lemo_arch::parse_answer(&answer.text)?.graph;
+        let ops: Vec<&str> = graph.nodes.iter().map(|n| n.op.name()).collect();
+        let last = graph.nodes.last().ok_or("no nodes")?;
+        assert!(matches!(last.op, lemo_arch::Op::Dense { units: 10, .. }));
+        assert!(
+            graph.nodes.iter().all(|n| n.inputs.is_none()),
+            "{}",
+            answer.text
+        );
+        let pools: Vec<usize> = (0..ops.len())
+            .filter(|&i| ["global_avg_pool", "flatten"].contains(&ops[i]))
+            .collect();
+        assert_eq!(pools.len(), 1, "one global pooling: {ops:?}");
+        for (i, op) in ops.iter().enumerate() {
+            let sig = lemo_arch::op_signature(op).ok_or("unknown op")?;
+            assert!(!sig.merge);
+            assert!(
+                if i < pools[0] {
+                    sig.on_map
+                } else {
+                    sig.on_vector || i == pools[0]
+                },
+                "{ops:?}"
+            );
+        }
+        match graph.validate(&brief.task) {
+            Ok(_) => valid += 1,
+            Err(e) => eprintln!("seed {seed}: shaped, but not valid for the task: {e}"),
+        }
+    }
+    eprintln!("{valid} of 3 answers valid for the task");
     Ok(())
 }
 

@@ -62,6 +62,11 @@ pub struct AnswerSchema {
     pub name: String,
     /// The JSON schema.
     pub schema: serde_json::Value,
+    /// Where the answer is a network: the task's number of classes. A backend that constrains
+    /// decoding by a grammar (the local architect) makes the last node the dense layer of this
+    /// many logits; the others ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<u32>,
 }
 
 /// One request to a chat model.
