@@ -20,11 +20,11 @@ use lemo_nade::train::trainer::cross_entropy;
 use lemo_nade::train::{DeviceChoice, GraphModel, TrainError};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let choice = match std::env::var("LEMO_BENCH_DEVICE").as_deref() {
-        Ok("wgpu") => DeviceChoice::Wgpu,
-        Ok("vulkan") => DeviceChoice::Vulkan,
-        Ok("cuda") => DeviceChoice::Cuda(0),
-        _ => DeviceChoice::Cpu,
+    let choice: DeviceChoice = match std::env::var("LEMO_BENCH_DEVICE") {
+        Ok(name) => name
+            .parse()
+            .map_err(|e: String| format!("LEMO_BENCH_DEVICE: {e}"))?,
+        Err(_) => DeviceChoice::Cpu,
     };
     let budget: f64 = std::env::var("LEMO_BENCH_SECONDS")
         .ok()

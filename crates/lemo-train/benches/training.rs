@@ -16,11 +16,11 @@ use lemo_train::trainer::cross_entropy;
 use lemo_train::{DeviceChoice, GraphModel};
 
 fn device() -> Device {
-    let choice = match std::env::var("LEMO_BENCH_DEVICE").as_deref() {
-        Ok("wgpu") => DeviceChoice::Wgpu,
-        Ok("vulkan") => DeviceChoice::Vulkan,
-        Ok("cuda") => DeviceChoice::Cuda(0),
-        _ => DeviceChoice::Cpu,
+    let choice: DeviceChoice = match std::env::var("LEMO_BENCH_DEVICE") {
+        Ok(name) => name
+            .parse()
+            .unwrap_or_else(|e: String| panic!("LEMO_BENCH_DEVICE: {e}")),
+        Err(_) => DeviceChoice::Cpu,
     };
     match lemo_train::BurnDevice::device(&choice) {
         Ok(d) => d,

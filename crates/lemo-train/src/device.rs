@@ -18,6 +18,20 @@ pub fn compiled() -> Vec<DeviceChoice> {
     out
 }
 
+/// The device a run uses when nothing says otherwise: the first GPU backend compiled in (CUDA,
+/// then Vulkan, then wgpu), else the CPU.
+pub fn preferred() -> DeviceChoice {
+    let compiled = compiled();
+    [
+        DeviceChoice::Cuda(0),
+        DeviceChoice::Vulkan,
+        DeviceChoice::Wgpu,
+    ]
+    .into_iter()
+    .find(|d| compiled.contains(d))
+    .unwrap_or(DeviceChoice::Cpu)
+}
+
 /// The burn device of a [`DeviceChoice`] (the choice itself is a plain `lemo-core` type).
 pub trait BurnDevice {
     /// The burn device (without autodiff), or an error naming the missing feature.

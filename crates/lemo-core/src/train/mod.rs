@@ -38,6 +38,27 @@ pub enum DeviceChoice {
     Vulkan,
 }
 
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+
+    /// Reads `cpu` (or `flex`), `cuda` (GPU 0) or `cuda:N`, `wgpu`, `vulkan`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            "wgpu" => Ok(DeviceChoice::Wgpu),
+            "vulkan" => Ok(DeviceChoice::Vulkan),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| {
+                    format!("unknown device `{s}`; the devices are cpu, cuda, cuda:N, wgpu, vulkan")
+                }),
+        }
+    }
+}
+
 impl DeviceChoice {
     /// A short name for reports: `flex`, `cuda:0`, `wgpu`, `vulkan`.
     pub fn backend_name(&self) -> String {
@@ -104,5 +125,28 @@ pub trait Trainer: Send {
     fn save_last(&self, dir: &Path) -> Result<bool, TrainError> {
         let _ = dir;
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceChoice;
+
+    #[test]
+    fn device_names_parse_and_unknown_ones_list_the_choices() {
+        for (name, device) in [
+            ("cpu", DeviceChoice::Cpu),
+            ("flex", DeviceChoice::Cpu),
+            ("cuda", DeviceChoice::Cuda(0)),
+            ("CUDA:2", DeviceChoice::Cuda(2)),
+            ("wgpu", DeviceChoice::Wgpu),
+            ("vulkan", DeviceChoice::Vulkan),
+        ] {
+            assert_eq!(name.parse::<DeviceChoice>(), Ok(device), "{name}");
+        }
+        for bad in ["gpu", "cuda:x", ""] {
+            let err = bad.parse::<DeviceChoice>().expect_err(bad);
+            assert!(err.contains("cpu, cuda, cuda:N, wgpu, vulkan"), "{err}");
+        }
     }
 }
