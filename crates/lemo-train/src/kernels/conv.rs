@@ -80,7 +80,7 @@ thread_local! {
 /// thread-local for the call and put back after it, so nothing is borrowed across `f`: a rayon
 /// worker that, blocked in `f`'s parallel gemm, steals another convolution's job finds the
 /// slot empty and uses a buffer of its own (which it then hands back; the larger one stays).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buf = SCRATCH.take();
     if buf.len() < len {
         buf.resize(len, 0.0);
@@ -232,18 +232,18 @@ fn col2im(g: &ConvGeometry, rows: Range<usize>, ow: usize, col: &[f32], dx: &mut
 
 /// A read-only matrix operand: elements and (row stride, column stride).
 #[derive(Clone, Copy)]
-struct Operand<'a> {
+pub(super) struct Operand<'a> {
     data: &'a [f32],
     strides: [usize; 2],
 }
 
-fn op(data: &[f32], strides: [usize; 2]) -> Operand<'_> {
+pub(super) fn op(data: &[f32], strides: [usize; 2]) -> Operand<'_> {
     Operand { data, strides }
 }
 
 /// `dst[m, n] (+)= lhs[m, k] x rhs[k, n]`, `dst` row-major with row stride `dst_rs`.
 #[allow(clippy::too_many_arguments, unsafe_code)]
-fn matmul(
+pub(super) fn matmul(
     [m, n, k]: [usize; 3],
     dst: &mut [f32],
     dst_rs: usize,
@@ -296,7 +296,7 @@ fn matmul(
 
 // The documented panic of forward and backward (their callers check shapes first).
 #[allow(clippy::panic)]
-fn check_lengths(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> [usize; 2] {
+pub(super) fn check_lengths(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> [usize; 2] {
     let out = g
         .output()
         .unwrap_or_else(|| panic!("conv2d: kernel larger than the padded input: {g:?}"));
@@ -337,6 +337,20 @@ fn nth_image(images: &[f32], img: usize, len: usize) -> &[f32] {
 /// When a slice length disagrees with the geometry or the kernel does not fit (the callers
 /// check shapes first).
 pub fn forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    if super::winograd::enabled() && super::winograd::supports(g) {
+        return super::winograd::forward(g, x, weight, bias, relu);
+    }
+    forward_im2col(g, x, weight, bias, relu)
+}
+
+/// [`forward`] through im2col and one gemm per image, whatever the geometry.
+pub(super) fn forward_im2col(
     g: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
@@ -401,6 +415,20 @@ pub struct ConvGrads {
 /// # Panics
 /// When a slice length disagrees with the geometry.
 pub fn backward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    need_x: bool,
+) -> ConvGrads {
+    if super::winograd::enabled() && super::winograd::supports(g) {
+        return super::winograd::backward(g, x, weight, dy, need_x);
+    }
+    backward_im2col(g, x, weight, dy, need_x)
+}
+
+/// [`backward`] through im2col and gemms per image, whatever the geometry.
+pub(super) fn backward_im2col(
     g: &ConvGeometry,
     x: &[f32],
     weight: &[f32],

@@ -13,6 +13,7 @@
 pub mod batch_norm;
 pub mod conv;
 pub mod pool;
+pub mod winograd;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -508,40 +509,63 @@ mod tests {
         }
     }
 
+    /// Values and all three gradients of [`conv2d`] against burn's own convolution on an
+    /// input of shape `dims`.
+    fn check_gradients(conv: &Conv2d, dims: [usize; 4], device: &Device) {
+        let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), device).require_grad();
+        // the fast path applies: autodiff tensors on Flex without checkpointing
+        assert!(x.clone().try_into_primitive::<FlexAd>().is_ok());
+        assert!(conv.weight.val().try_into_primitive::<FlexAd>().is_ok());
+        let ours = conv2d(conv, x.clone());
+        let theirs = conv.forward(x.clone());
+        // A non-uniform upstream gradient: weight every output by a fixed pattern.
+        let pattern = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), device);
+        let g_ours = (ours.clone() * pattern.clone()).sum().backward();
+        let g_theirs = (theirs.clone() * pattern).sum().backward();
+        assert_close(ours, theirs);
+        let tolerance = burn::tensor::Tolerance::absolute(1e-3);
+        let xg = |g: &burn::tensor::Gradients| x.grad(g).expect("input gradient");
+        let (a, b) = (xg(&g_ours), xg(&g_theirs));
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), tolerance);
+        let wg = |g: &burn::tensor::Gradients| conv.weight.grad(g).expect("weight gradient");
+        wg(&g_ours)
+            .into_data()
+            .assert_approx_eq::<f32>(&wg(&g_theirs).into_data(), tolerance);
+        if let Some(bias) = &conv.bias {
+            let bg = |g: &burn::tensor::Gradients| bias.grad(g).expect("bias gradient");
+            bg(&g_ours)
+                .into_data()
+                .assert_approx_eq::<f32>(&bg(&g_theirs).into_data(), tolerance);
+        }
+    }
+
     #[test]
     fn gradients_agree_with_burns_autodiff() {
         let device = Device::flex().autodiff();
         for conv in convs(&device) {
-            let x = Tensor::<4>::random([2, 3, 9, 8], Distribution::Normal(0.0, 1.0), &device)
-                .require_grad();
-            // the fast path applies: autodiff tensors on Flex without checkpointing
-            assert!(x.clone().try_into_primitive::<FlexAd>().is_ok());
-            assert!(conv.weight.val().try_into_primitive::<FlexAd>().is_ok());
-            let ours = conv2d(&conv, x.clone());
-            let theirs = conv.forward(x.clone());
-            // A non-uniform upstream gradient: weight every output by a fixed pattern.
-            let pattern = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
-            let g_ours = (ours.clone() * pattern.clone()).sum().backward();
-            let g_theirs = (theirs.clone() * pattern).sum().backward();
-            assert_close(ours, theirs);
-            let xg = |g: &burn::tensor::Gradients| x.grad(g).expect("input gradient");
-            let (a, b) = (xg(&g_ours), xg(&g_theirs));
-            a.into_data()
-                .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-3));
-            let wg = |g: &burn::tensor::Gradients| conv.weight.grad(g).expect("weight gradient");
-            wg(&g_ours).into_data().assert_approx_eq::<f32>(
-                &wg(&g_theirs).into_data(),
-                burn::tensor::Tolerance::absolute(1e-3),
-            );
-            if let Some(bias) = &conv.bias {
-                let bg = |g: &burn::tensor::Gradients| bias.grad(g).expect("bias gradient");
-                bg(&g_ours).into_data().assert_approx_eq::<f32>(
-                    &bg(&g_theirs).into_data(),
-                    burn::tensor::Tolerance::absolute(1e-3),
-                );
-            }
-            let _ = conv.num_params();
+            check_gradients(&conv, [2, 3, 9, 8], &device);
         }
+    }
+
+    /// A training-sized batch of a 3x3 convolution with enough channels takes the Winograd
+    /// path; values and gradients still agree with burn's.
+    #[test]
+    fn winograd_convolutions_agree_with_burns_autodiff() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        pool.install(|| {
+            let device = Device::flex().autodiff();
+            let conv = Conv2dConfig::new([16, 24], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(&device);
+            let dims = [24, 16, 10, 7];
+            let g = geometry(&conv, dims).expect("dense");
+            assert!(winograd::supports(&g), "{g:?}");
+            check_gradients(&conv, dims, &device);
+        });
     }
 
     #[test]

@@ -1,0 +1,1002 @@
+//! Winograd F(4x4, 3x3) for dense 3x3, stride-1, undilated convolutions on NCHW `f32`
+//! buffers: forward, input gradient, weight gradient and bias gradient.
+//!
+//! Each 4x4 block of outputs is computed from the 6x6 input patch around it with 36 multiplies
+//! per (input, output) channel pair instead of 144: the input patch is transformed
+//! (`V = Bᵀ d B`), the weights once per call (`U = G w Gᵀ`), the 36 transformed positions are
+//! 36 independent gemms `M[ξ] = U[ξ] x V[ξ]` over channels, and the outputs come back with
+//! `y = Aᵀ M A` (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+//!
+//! The backward step is the exact adjoint of that linear map: `dM = A dy Aᵀ`,
+//! `dU[ξ] = Σ dM[ξ] V[ξ]ᵀ` then `dw = Gᵀ dU G`, and `dV[ξ] = U[ξ]ᵀ dM[ξ]` then
+//! `dx += B dV Bᵀ` on each patch. So all three products of a training step run with a quarter
+//! of the multiplies of the im2col path (docs/performance.md has the figures).
+//!
+//! Work is split into chunks of whole images whose tiles make one set of gemms; chunks run in
+//! parallel when there are enough of them, and otherwise the channels and gemms of one chunk
+//! are split across threads.
+
+use std::ops::{Add, Mul, Range, Sub};
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::conv::{ConvGeometry, ConvGrads, check_lengths, matmul, op, with_scratch};
+
+/// Outputs per tile side.
+const M: usize = 4;
+/// Input patch side: `M + 3 - 1`.
+const ALPHA: usize = 6;
+/// Transformed positions per tile.
+const XI: usize = ALPHA * ALPHA;
+/// Tiles transformed together, one per lane.
+const LANES: usize = 8;
+/// Fewest input and output channels for which the transforms pay for themselves.
+const MIN_CHANNELS: usize = 16;
+/// Fewest tiles per chunk for which [`supports`] takes this path.
+const MIN_CHUNK_TILES: usize = 64;
+/// Tiles per chunk the chunking aims at: enough columns for an efficient gemm, few enough that
+/// the transformed chunk stays in the last-level cache.
+const TARGET_TILES: usize = 256;
+
+/// Whether the Winograd path is switched on: it is unless `LEMO_WINOGRAD` is `0` or `off`
+/// (for measuring it against the im2col path).
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        !matches!(
+            std::env::var("LEMO_WINOGRAD").as_deref(),
+            Ok("0") | Ok("off") | Ok("false")
+        )
+    })
+}
+
+/// True when `g` is a convolution this module computes and where it pays: a 3x3 kernel,
+/// stride 1, dilation 1, at least [`MIN_CHANNELS`] input and output channels, an output that is
+/// not empty, and a batch large enough that every thread gets a chunk of at least
+/// [`MIN_CHUNK_TILES`] tiles (below that, as at batch 1, the 36 small gemms per chunk cost more
+/// than the multiplies they save, and the im2col path is faster).
+pub fn supports(g: &ConvGeometry) -> bool {
+    computes(g)
+        && Tiling::new(g).is_some_and(|tl| {
+            let split = Chunking::new(&tl);
+            !split.inner && split.per * tl.per_image() >= MIN_CHUNK_TILES
+        })
+}
+
+/// True when `g` is a geometry [`forward`] and [`backward`] compute correctly (whether or not
+/// it pays): a 3x3 kernel, stride 1, dilation 1, enough channels, a non-empty output.
+fn computes(g: &ConvGeometry) -> bool {
+    g.kernel == [3, 3]
+        && g.stride == [1, 1]
+        && g.dilation == [1, 1]
+        && g.c_in >= MIN_CHANNELS
+        && g.c_out >= MIN_CHANNELS
+        && g.batch > 0
+        && g.output().is_some_and(|[oh, ow]| oh > 0 && ow > 0)
+}
+
+/// Eight tiles' values of one position, added and scaled lane by lane (vectorised).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Lanes([f32; LANES]);
+
+impl Add for Lanes {
+    type Output = Self;
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        let mut r = self;
+        r.0.iter_mut().zip(o.0).for_each(|(a, b)| *a += b);
+        r
+    }
+}
+
+impl Sub for Lanes {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        let mut r = self;
+        r.0.iter_mut().zip(o.0).for_each(|(a, b)| *a -= b);
+        r
+    }
+}
+
+impl Mul<f32> for Lanes {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, k: f32) -> Self {
+        let mut r = self;
+        r.0.iter_mut().for_each(|a| *a *= k);
+        r
+    }
+}
+
+/// What the one-dimensional transforms need of a value: `f32` (weights) or [`Lanes`] (tiles).
+trait Value:
+    Copy + Default + Add<Output = Self> + Sub<Output = Self> + Mul<f32, Output = Self>
+{
+}
+impl<T: Copy + Default + Add<Output = T> + Sub<Output = T> + Mul<f32, Output = T>> Value for T {}
+
+/// `Bᵀ d`: the input transform of six values.
+#[inline(always)]
+fn bt<T: Value>([d0, d1, d2, d3, d4, d5]: [T; 6]) -> [T; 6] {
+    [
+        d0 * 4.0 - d2 * 5.0 + d4,
+        d3 + d4 - (d1 + d2) * 4.0,
+        (d1 - d2) * 4.0 - d3 + d4,
+        (d3 - d1) * 2.0 - d2 + d4,
+        (d1 - d3) * 2.0 - d2 + d4,
+        d1 * 4.0 - d3 * 5.0 + d5,
+    ]
+}
+
+/// `B v`, the adjoint of [`bt`] (input gradient).
+#[inline(always)]
+fn b<T: Value>([v0, v1, v2, v3, v4, v5]: [T; 6]) -> [T; 6] {
+    [
+        v0 * 4.0,
+        (v2 - v1 + v5) * 4.0 + (v4 - v3) * 2.0,
+        (v1 + v2) * -4.0 - v0 * 5.0 - v3 - v4,
+        v1 - v2 + (v3 - v4) * 2.0 - v5 * 5.0,
+        v0 + v1 + v2 + v3 + v4,
+        v5,
+    ]
+}
+
+/// `G w`: the weight transform of three taps.
+#[inline(always)]
+fn gw<T: Value>([w0, w1, w2]: [T; 3]) -> [T; 6] {
+    [
+        w0 * 0.25,
+        (w0 + w1 + w2) * (-1.0 / 6.0),
+        (w0 - w1 + w2) * (-1.0 / 6.0),
+        w0 * (1.0 / 24.0) + w1 * (1.0 / 12.0) + w2 * (1.0 / 6.0),
+        w0 * (1.0 / 24.0) - w1 * (1.0 / 12.0) + w2 * (1.0 / 6.0),
+        w2,
+    ]
+}
+
+/// `Gᵀ u`, the adjoint of [`gw`] (weight gradient).
+#[inline(always)]
+fn gt<T: Value>([u0, u1, u2, u3, u4, u5]: [T; 6]) -> [T; 3] {
+    [
+        u0 * 0.25 - (u1 + u2) * (1.0 / 6.0) + (u3 + u4) * (1.0 / 24.0),
+        (u2 - u1) * (1.0 / 6.0) + (u3 - u4) * (1.0 / 12.0),
+        (u3 + u4 - u1 - u2) * (1.0 / 6.0) + u5,
+    ]
+}
+
+/// `Aᵀ m`: the output transform of six values into four outputs.
+#[inline(always)]
+fn at<T: Value>([m0, m1, m2, m3, m4, m5]: [T; 6]) -> [T; 4] {
+    let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+    [
+        m0 + s12 + s34,
+        d12 + d34 * 2.0,
+        s12 + s34 * 4.0,
+        d12 + d34 * 8.0 + m5,
+    ]
+}
+
+/// `A y`, the adjoint of [`at`] (output gradient into the transformed domain).
+#[inline(always)]
+fn a<T: Value>([y0, y1, y2, y3]: [T; 4]) -> [T; 6] {
+    let (s02, s13) = (y0 + y2, y1 + y3);
+    [
+        y0,
+        s02 + s13,
+        s02 - s13,
+        y0 + y1 * 2.0 + y2 * 4.0 + y3 * 8.0,
+        y0 - y1 * 2.0 + y2 * 4.0 - y3 * 8.0,
+        y3,
+    ]
+}
+
+/// `f` applied to every column of `d`, then to every row of the result: `F d Fᵀ` for the
+/// matrix `F` of a one-dimensional transform `f`.
+/// A 6x6 working patch of lanes, transformed in place.
+type Patch = [[Lanes; ALPHA]; ALPHA];
+
+/// In place on the [`Patch`] `$w`: its top-left `$o x $o` corner becomes `F d Fᵀ`, where `d` is
+/// its top-left `$i x $i` corner and `F` the matrix of the one-dimensional transform `$f`
+/// (`$f` on every column, then on every row). A macro, not a function taking `$f`, so that
+/// every call of the transform is direct and inlined, and the patch never leaves its one
+/// place in memory (through a closure the compiler made calls and copied arrays around).
+macro_rules! two_d {
+    ($w:expr, $f:ident, $i:literal, $o:literal) => {{
+        let w: &mut Patch = $w;
+        for j in 0..$i {
+            let mut col = [Lanes::default(); $i];
+            for k in 0..$i {
+                col[k] = w[k][j];
+            }
+            let out = $f(col);
+            for k in 0..$o {
+                w[k][j] = out[k];
+            }
+        }
+        for k in 0..$o {
+            let mut row = [Lanes::default(); $i];
+            for j in 0..$i {
+                row[j] = w[k][j];
+            }
+            let out = $f(row);
+            for j in 0..$o {
+                w[k][j] = out[j];
+            }
+        }
+    }};
+}
+
+/// The tiles of a chunk of images: `tiles_h x tiles_w` tiles of 4x4 outputs per image.
+#[derive(Clone, Copy)]
+struct Tiling {
+    g: ConvGeometry,
+    out: [usize; 2],
+    tiles: [usize; 2],
+}
+
+impl Tiling {
+    fn new(g: &ConvGeometry) -> Option<Self> {
+        let out = g.output()?;
+        Some(Self {
+            g: *g,
+            out,
+            tiles: [out[0].div_ceil(M), out[1].div_ceil(M)],
+        })
+    }
+
+    fn per_image(&self) -> usize {
+        self.tiles[0] * self.tiles[1]
+    }
+
+    /// Image (within the chunk) and output origin of tile `t`.
+    fn origin(&self, t: usize) -> (usize, usize, usize) {
+        let per = self.per_image();
+        let (img, r) = (t / per, t % per);
+        (img, (r / self.tiles[1]) * M, (r % self.tiles[1]) * M)
+    }
+
+    /// Images per chunk: about [`TARGET_TILES`] tiles, and at least as many chunks as
+    /// threads when the batch allows.
+    fn images_per_chunk(&self, threads: usize) -> usize {
+        let by_tiles = TARGET_TILES.div_ceil(self.per_image()).max(1);
+        by_tiles.min(self.g.batch.div_ceil(threads.max(1))).max(1)
+    }
+}
+
+/// Weight pairs (output, input channel) per parallel task of the weight transforms.
+const PAIR_BLOCK: usize = 256;
+
+/// Writes `lanes` (the first `n` of them) at the start of `dst`: one vector store for whole
+/// lanes.
+// n <= LANES and dst holds at least n values (the callers' rows are padded to whole lanes or
+// sized exactly).
+#[allow(clippy::indexing_slicing)]
+#[inline(always)]
+fn store(dst: &mut [f32], lanes: &Lanes, n: usize) {
+    if n == LANES {
+        if let Some(d) = dst.first_chunk_mut::<LANES>() {
+            *d = lanes.0;
+        }
+    } else {
+        dst[..n].copy_from_slice(&lanes.0[..n]);
+    }
+}
+
+/// `LANES` values from the start of `src` (zeros past its end).
+#[inline(always)]
+fn load(src: &[f32]) -> Lanes {
+    match src.first_chunk::<LANES>() {
+        Some(v) => Lanes(*v),
+        None => {
+            let mut l = Lanes::default();
+            l.0.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+            l
+        }
+    }
+}
+
+/// The `XI` rows of a `[ξ][pair]` matrix, cut into blocks of [`PAIR_BLOCK`] pairs: block `b`
+/// holds the `b`-th piece of every row, so blocks can be filled in parallel.
+fn pair_blocks(u: &mut [f32], pairs: usize) -> Vec<Vec<&mut [f32]>> {
+    let mut blocks: Vec<Vec<&mut [f32]>> = (0..pairs.div_ceil(PAIR_BLOCK))
+        .map(|_| Vec::new())
+        .collect();
+    for row in u.chunks_mut(pairs.max(1)) {
+        for (block, piece) in blocks.iter_mut().zip(row.chunks_mut(PAIR_BLOCK)) {
+            block.push(piece);
+        }
+    }
+    blocks
+}
+
+/// `U[ξ][co][ci] = (G w[co][ci] Gᵀ)[ξ]`, eight pairs at a time, blocks of pairs in parallel.
+// w holds pairs * 9 values (check_lengths); each block's rows hold its pairs.
+#[allow(clippy::indexing_slicing)]
+fn weight_transform(g: &ConvGeometry, w: &[f32]) -> Vec<f32> {
+    let pairs = g.c_out * g.c_in;
+    let mut u = vec![0.0f32; XI * pairs];
+    pair_blocks(&mut u, pairs)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(block, mut rows)| {
+            let first = block * PAIR_BLOCK;
+            let len = rows.first().map_or(0, |r| r.len());
+            let mut patch = Patch::default();
+            for p0 in (0..len).step_by(LANES) {
+                let n = LANES.min(len - p0);
+                let taps = &w[(first + p0) * 9..(first + p0 + n) * 9];
+                for (r, row) in patch.iter_mut().take(3).enumerate() {
+                    for (s, cell) in row.iter_mut().take(3).enumerate() {
+                        cell.0
+                            .iter_mut()
+                            .zip(taps.chunks_exact(9))
+                            .for_each(|(d, t)| *d = t[r * 3 + s]);
+                    }
+                }
+                two_d!(&mut patch, gw, 3, 6);
+                for (row, lanes) in rows.iter_mut().zip(patch.iter().flatten()) {
+                    store(&mut row[p0..], lanes, n);
+                }
+            }
+        });
+    u
+}
+
+/// `dw[co][ci] = Gᵀ dU[co][ci] G`: the weight gradient from the transformed one.
+// du holds XI * pairs values, as weight_transform's output.
+#[allow(clippy::indexing_slicing)]
+fn weight_gradient(g: &ConvGeometry, du: &[f32]) -> Vec<f32> {
+    let pairs = g.c_out * g.c_in;
+    let mut dw = vec![0.0f32; pairs * 9];
+    dw.par_chunks_mut(PAIR_BLOCK * 9)
+        .enumerate()
+        .for_each(|(block, out)| {
+            let first = block * PAIR_BLOCK;
+            for (i, taps) in out.chunks_mut(LANES * 9).enumerate() {
+                let p0 = first + i * LANES;
+                let mut t = Patch::default();
+                for (r, row) in t.iter_mut().enumerate() {
+                    for (s, cell) in row.iter_mut().enumerate() {
+                        let at = (r * ALPHA + s) * pairs + p0;
+                        *cell = load(&du[at..at + (pairs - p0).min(LANES)]);
+                    }
+                }
+                two_d!(&mut t, gt, 6, 3);
+                for (l, pair) in taps.chunks_exact_mut(9).enumerate() {
+                    let taps = t.iter().take(3).flat_map(|row| row.iter().take(3));
+                    for (d, v) in pair.iter_mut().zip(taps) {
+                        *d = v.0[l];
+                    }
+                }
+            }
+        });
+    dw
+}
+
+/// Tile columns of a chunk, rounded up to whole lanes: the row length of every transformed
+/// matrix (`[channel][ξ][tile]`).
+fn padded(tiles: usize) -> usize {
+    tiles.div_ceil(LANES) * LANES
+}
+
+/// Input transform of one channel of a chunk: `x` starts at that channel's plane in the
+/// chunk's first image (image `i`'s plane at `i * stride`), `v` receives its `[ξ][tile]` rows
+/// of length `tp`.
+// Indexes kept (hot loop): every read is bounds-checked against the plane (iy < h, ix < w)
+// of an image of the chunk; v holds XI * tp values.
+#[allow(clippy::indexing_slicing)]
+fn input_transform(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut [f32]) {
+    let g = &tl.g;
+    let tp = padded(tiles);
+    let [top, left] = g.pad_begin.map(|p| p as isize);
+    let mut d = Patch::default();
+    for t0 in (0..tiles).step_by(LANES) {
+        let n = LANES.min(tiles - t0);
+        for l in 0..n {
+            let (img, oy, ox) = tl.origin(t0 + l);
+            let base = img * stride;
+            let (y0, x0) = (oy as isize - top, ox as isize - left);
+            let inside =
+                y0 >= 0 && x0 >= 0 && (y0 as usize) + ALPHA <= g.h && (x0 as usize) + ALPHA <= g.w;
+            for (r, row) in d.iter_mut().enumerate() {
+                let iy = y0 + r as isize;
+                let src = base + (iy.max(0) as usize) * g.w;
+                let row_in = inside || (iy >= 0 && iy < g.h as isize);
+                for (s, cell) in row.iter_mut().enumerate() {
+                    let ix = x0 + s as isize;
+                    cell.0[l] = if inside || (row_in && ix >= 0 && ix < g.w as isize) {
+                        x[src + ix as usize]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        two_d!(&mut d, bt, 6, 6);
+        for (xi, lanes) in d.iter().flatten().enumerate() {
+            store(&mut v[xi * tp + t0..], lanes, n);
+        }
+    }
+}
+
+/// The `[ξ][tile]` rows of one channel, `LANES` tiles from `t0`, as a 6x6 patch of lanes.
+// t0 + LANES <= tp (tp is a multiple of LANES) and the rows hold XI * tp values.
+#[allow(clippy::indexing_slicing)]
+#[inline(always)]
+fn load_lanes(d: &mut Patch, rows: &[f32], tp: usize, t0: usize) {
+    for (i, row) in d.iter_mut().enumerate() {
+        for (j, cell) in row.iter_mut().enumerate() {
+            *cell = load(&rows[(i * ALPHA + j) * tp + t0..]);
+        }
+    }
+}
+
+/// Output transform of one channel of a chunk: `m` holds its `[ξ][tile]` rows of length `tp`,
+/// `y` starts at that channel's plane in the chunk's first image (image `i`'s at
+/// `i * stride`); adds `bias` and applies ReLU when `relu`.
+// Indexes kept (hot loop): writes stay inside the output plane (oy + r < oh, ox + s < ow).
+#[allow(clippy::indexing_slicing)]
+fn output_transform(
+    tl: &Tiling,
+    tiles: usize,
+    m: &[f32],
+    bias: f32,
+    relu: bool,
+    y: &mut [f32],
+    stride: usize,
+) {
+    let tp = padded(tiles);
+    let [oh, ow] = tl.out;
+    let mut out = Patch::default();
+    for t0 in (0..tiles).step_by(LANES) {
+        let n = LANES.min(tiles - t0);
+        load_lanes(&mut out, m, tp, t0);
+        two_d!(&mut out, at, 6, 4);
+        for l in 0..n {
+            let (img, oy, ox) = tl.origin(t0 + l);
+            let base = img * stride;
+            for (r, row) in out.iter().take(M).enumerate().take(oh - oy) {
+                let dst = base + (oy + r) * ow + ox;
+                for (s, v) in row.iter().take(M).enumerate().take(ow - ox) {
+                    let v = v.0[l] + bias;
+                    // NaN stays NaN (as with burn's relu), so divergence stays visible.
+                    y[dst + s] = if relu && v <= 0.0 { 0.0 } else { v };
+                }
+            }
+        }
+    }
+}
+
+/// Output-gradient transform `dM = A dy Aᵀ` of one channel of a chunk: `dy` starts at that
+/// channel's plane in the chunk's first image (image `i`'s at `i * stride`), `dm` receives its
+/// `[ξ][tile]` rows of length `tp`.
+// Indexes kept (hot loop): reads stay inside the output plane; dm holds XI * tp values.
+#[allow(clippy::indexing_slicing)]
+fn gradient_transform(tl: &Tiling, tiles: usize, dy: &[f32], stride: usize, dm: &mut [f32]) {
+    let tp = padded(tiles);
+    let [oh, ow] = tl.out;
+    let mut d = Patch::default();
+    for t0 in (0..tiles).step_by(LANES) {
+        let n = LANES.min(tiles - t0);
+        for l in 0..n {
+            let (img, oy, ox) = tl.origin(t0 + l);
+            let base = img * stride;
+            for (r, row) in d.iter_mut().take(M).enumerate() {
+                let src = base + (oy + r) * ow + ox;
+                for (s, cell) in row.iter_mut().take(M).enumerate() {
+                    cell.0[l] = if oy + r < oh && ox + s < ow {
+                        dy[src + s]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        two_d!(&mut d, a, 4, 6);
+        for (xi, lanes) in d.iter().flatten().enumerate() {
+            store(&mut dm[xi * tp + t0..], lanes, n);
+        }
+    }
+}
+
+/// Input-gradient fold `dx += B dV Bᵀ` of one channel of a chunk: `dv` holds its `[ξ][tile]`
+/// rows of length `tp`, `dx` starts at that channel's plane in the chunk's first image (image
+/// `i`'s at `i * stride`).
+// Indexes kept (hot loop): writes are bounds-checked against the plane as input_transform's reads.
+#[allow(clippy::indexing_slicing)]
+fn input_gradient(tl: &Tiling, tiles: usize, dv: &[f32], dx: &mut [f32], stride: usize) {
+    let g = &tl.g;
+    let tp = padded(tiles);
+    let [top, left] = g.pad_begin.map(|p| p as isize);
+    let mut patch = Patch::default();
+    for t0 in (0..tiles).step_by(LANES) {
+        let n = LANES.min(tiles - t0);
+        load_lanes(&mut patch, dv, tp, t0);
+        two_d!(&mut patch, b, 6, 6);
+        for l in 0..n {
+            let (img, oy, ox) = tl.origin(t0 + l);
+            let base = img * stride;
+            let (y0, x0) = (oy as isize - top, ox as isize - left);
+            for (r, row) in patch.iter().enumerate() {
+                let iy = y0 + r as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                let dst = base + iy as usize * g.w;
+                for (s, v) in row.iter().enumerate() {
+                    let ix = x0 + s as isize;
+                    if ix >= 0 && ix < g.w as isize {
+                        dx[dst + ix as usize] += v.0[l];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a call splits its batch: images per chunk, chunks, and whether the work inside a chunk
+/// is split across threads (too few chunks to keep every thread busy).
+#[derive(Clone, Copy)]
+struct Chunking {
+    per: usize,
+    chunks: usize,
+    inner: bool,
+}
+
+impl Chunking {
+    fn new(tl: &Tiling) -> Self {
+        let threads = rayon::current_num_threads().max(1);
+        let per = tl.images_per_chunk(threads);
+        let chunks = tl.g.batch.div_ceil(per);
+        Self {
+            per,
+            chunks,
+            inner: chunks < threads,
+        }
+    }
+
+    fn images(&self, chunk: usize, batch: usize) -> Range<usize> {
+        let first = chunk * self.per;
+        first..(first + self.per).min(batch)
+    }
+}
+
+/// Runs `f(c, rows)` on every channel's `[ξ][tile]` rows (`XI * tp` values each), across
+/// threads when `par`.
+fn each_channel(rows: &mut [f32], tp: usize, par: bool, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if par {
+        rows.par_chunks_mut(XI * tp)
+            .enumerate()
+            .for_each(|(c, r)| f(c, r));
+    } else {
+        rows.chunks_mut(XI * tp)
+            .enumerate()
+            .for_each(|(c, r)| f(c, r));
+    }
+}
+
+/// Forward pass of a geometry [`supports`] accepts: `y[n, c_out, oh, ow]` from
+/// `x[n, c_in, h, w]`, `weight[c_out, c_in, 3, 3]` and an optional `bias[c_out]`, with ReLU
+/// applied in the output pass when `relu`. Same contract as [`super::conv::forward`].
+///
+/// # Panics
+/// When a slice length disagrees with the geometry.
+// Slices are split at whole images and channel planes, all inside the checked lengths.
+#[allow(clippy::indexing_slicing)]
+pub fn forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    let [oh, ow] = check_lengths(g, x, weight);
+    let Some(tl) = Tiling::new(g) else {
+        return Vec::new();
+    };
+    let (plane_in, plane_out) = (g.h * g.w, oh * ow);
+    let (in_len, out_len) = (g.c_in * plane_in, g.c_out * plane_out);
+    let mut y = vec![0.0f32; g.batch * out_len];
+    if y.is_empty() {
+        return y;
+    }
+    let u = weight_transform(g, weight);
+    let split = Chunking::new(&tl);
+    let inner = split.inner;
+    let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
+    let run = |chunk: usize, y_chunk: &mut [f32]| {
+        let images = split.images(chunk, g.batch);
+        let tiles = images.len() * tl.per_image();
+        let tp = padded(tiles);
+        let x_chunk = &x[images.start * in_len..images.end * in_len];
+        let (v_len, m_len) = (g.c_in * XI * tp, g.c_out * XI * tp);
+        with_scratch(v_len + m_len, |scratch| {
+            let (v, m) = scratch.split_at_mut(v_len);
+            each_channel(v, tp, inner, |c, vc| {
+                input_transform(&tl, tiles, &x_chunk[c * plane_in..], in_len, vc);
+            });
+            for xi in 0..XI {
+                // M[ξ] (c_out x tiles) = U[ξ] (c_out x c_in) x V[ξ] (c_in x tiles)
+                let uxi = op(&u[xi * g.c_out * g.c_in..], [g.c_in, 1]);
+                let vxi = op(&v[xi * tp..], [XI * tp, 1]);
+                let dst = &mut m[xi * tp..];
+                matmul(
+                    [g.c_out, tiles, g.c_in],
+                    dst,
+                    XI * tp,
+                    false,
+                    uxi,
+                    vxi,
+                    inner,
+                );
+            }
+            if inner && images.len() == 1 {
+                y_chunk
+                    .par_chunks_mut(plane_out)
+                    .zip(m.par_chunks(XI * tp))
+                    .enumerate()
+                    .for_each(|(c, (plane, mc))| {
+                        output_transform(&tl, tiles, mc, bias_of(c), relu, plane, out_len);
+                    });
+            } else {
+                for (c, mc) in m.chunks_exact(XI * tp).enumerate() {
+                    let plane = &mut y_chunk[c * plane_out..];
+                    output_transform(&tl, tiles, mc, bias_of(c), relu, plane, out_len);
+                }
+            }
+        });
+    };
+    if inner {
+        y.chunks_mut(split.per * out_len)
+            .enumerate()
+            .for_each(|(chunk, yc)| run(chunk, yc));
+    } else {
+        y.par_chunks_mut(split.per * out_len)
+            .enumerate()
+            .for_each(|(chunk, yc)| run(chunk, yc));
+    }
+    y
+}
+
+/// A task's running sums: transformed weight gradient `[ξ][pair]` and bias gradient.
+type Partial = (Vec<f32>, Vec<f32>);
+
+/// Backward pass of a geometry [`supports`] accepts, from the output gradient
+/// `dy[n, c_out, oh, ow]`. Same contract as [`super::conv::backward`].
+///
+/// # Panics
+/// When a slice length disagrees with the geometry.
+// Slices are split at whole images and channel planes, all inside the checked lengths.
+#[allow(clippy::indexing_slicing)]
+pub fn backward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    need_x: bool,
+) -> ConvGrads {
+    let [oh, ow] = check_lengths(g, x, weight);
+    let (plane_in, plane_out) = (g.h * g.w, oh * ow);
+    let (in_len, out_len) = (g.c_in * plane_in, g.c_out * plane_out);
+    assert_eq!(
+        dy.len(),
+        g.batch * out_len,
+        "conv2d backward: output gradient length"
+    );
+    let mut dx = need_x.then(|| vec![0.0f32; g.batch * in_len]);
+    let pairs = g.c_out * g.c_in;
+    let Some(tl) = Tiling::new(g).filter(|_| g.batch > 0 && in_len > 0 && out_len > 0) else {
+        return ConvGrads {
+            x: dx,
+            weight: vec![0.0; pairs * 9],
+            bias: vec![0.0; g.c_out],
+        };
+    };
+    let u = weight_transform(g, weight);
+    let split = Chunking::new(&tl);
+    let inner = split.inner;
+
+    // One chunk: adds its transformed weight gradient and bias gradient to `acc` and writes
+    // its images' input gradients into `dx_chunk`.
+    let work = |mut acc: Partial, (chunk, dx_chunk): (usize, Option<&mut [f32]>)| -> Partial {
+        let (du, db) = (&mut acc.0, &mut acc.1);
+        let images = split.images(chunk, g.batch);
+        let tiles = images.len() * tl.per_image();
+        let tp = padded(tiles);
+        let x_chunk = &x[images.start * in_len..images.end * in_len];
+        let dy_chunk = &dy[images.start * out_len..images.end * out_len];
+        for dy_img in dy_chunk.chunks_exact(out_len) {
+            for (acc, plane) in db.iter_mut().zip(dy_img.chunks_exact(plane_out)) {
+                *acc += super::lane_sum(plane, plane, |v, _| v) as f32;
+            }
+        }
+        let (v_len, m_len) = (g.c_in * XI * tp, g.c_out * XI * tp);
+        let dv_len = if dx_chunk.is_some() { v_len } else { 0 };
+        with_scratch(v_len + m_len + dv_len, |scratch| {
+            let (v, rest) = scratch.split_at_mut(v_len);
+            let (dm, dv) = rest.split_at_mut(m_len);
+            each_channel(v, tp, inner, |c, vc| {
+                input_transform(&tl, tiles, &x_chunk[c * plane_in..], in_len, vc);
+            });
+            each_channel(dm, tp, inner, |c, dc| {
+                gradient_transform(&tl, tiles, &dy_chunk[c * plane_out..], out_len, dc);
+            });
+            for xi in 0..XI {
+                let dmxi = op(&dm[xi * tp..], [XI * tp, 1]);
+                // dU[ξ] (c_out x c_in) += dM[ξ] (c_out x tiles) x V[ξ]ᵀ (tiles x c_in)
+                let vt = op(&v[xi * tp..], [1, XI * tp]);
+                let du_xi = &mut du[xi * pairs..];
+                matmul(
+                    [g.c_out, g.c_in, tiles],
+                    du_xi,
+                    g.c_in,
+                    true,
+                    dmxi,
+                    vt,
+                    inner,
+                );
+                if dv_len > 0 {
+                    // dV[ξ] (c_in x tiles) = U[ξ]ᵀ (c_in x c_out) x dM[ξ] (c_out x tiles)
+                    let ut = op(&u[xi * pairs..], [1, g.c_in]);
+                    let dst = &mut dv[xi * tp..];
+                    matmul(
+                        [g.c_in, tiles, g.c_out],
+                        dst,
+                        XI * tp,
+                        false,
+                        ut,
+                        dmxi,
+                        inner,
+                    );
+                }
+            }
+            let Some(dxc) = dx_chunk else {
+                return;
+            };
+            if inner && images.len() == 1 {
+                dxc.par_chunks_mut(plane_in)
+                    .zip(dv.par_chunks(XI * tp))
+                    .for_each(|(plane, vc)| input_gradient(&tl, tiles, vc, plane, in_len));
+            } else {
+                for (c, vc) in dv.chunks_exact(XI * tp).enumerate() {
+                    input_gradient(&tl, tiles, vc, &mut dxc[c * plane_in..], in_len);
+                }
+            }
+        });
+        acc
+    };
+    let zero = || -> Partial { (vec![0.0f32; XI * pairs], vec![0.0f32; g.c_out]) };
+    let sum = |mut a: Partial, b: Partial| -> Partial {
+        a.0.iter_mut().zip(&b.0).for_each(|(acc, v)| *acc += v);
+        a.1.iter_mut().zip(&b.1).for_each(|(acc, v)| *acc += v);
+        a
+    };
+
+    // Partial sums per rayon task (not per chunk), added up at the end.
+    let (du, db) = match (dx.as_mut(), inner) {
+        (Some(d), false) => d
+            .par_chunks_mut(split.per * in_len)
+            .enumerate()
+            .map(|(chunk, dxc)| (chunk, Some(dxc)))
+            .fold(zero, work)
+            .reduce(zero, sum),
+        (Some(d), true) => d
+            .chunks_mut(split.per * in_len)
+            .enumerate()
+            .map(|(chunk, dxc)| (chunk, Some(dxc)))
+            .fold(zero(), work),
+        (None, false) => (0..split.chunks)
+            .into_par_iter()
+            .map(|chunk| (chunk, None))
+            .fold(zero, work)
+            .reduce(zero, sum),
+        (None, true) => (0..split.chunks)
+            .map(|chunk| (chunk, None))
+            .fold(zero(), work),
+    };
+    ConvGrads {
+        x: dx,
+        weight: weight_gradient(g, &du),
+        bias: db,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv::{backward_im2col, forward_im2col};
+    use super::*;
+    use proptest::prelude::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    }
+
+    /// Each one-dimensional transform's partner is its exact adjoint: `<f(x), y> = <x, f*(y)>`.
+    #[test]
+    fn the_backward_transforms_are_the_adjoints_of_the_forward_ones() {
+        for seed in 0..20 {
+            let v = values(12, seed);
+            let x6: [f32; 6] = std::array::from_fn(|i| v[i]);
+            let y6: [f32; 6] = std::array::from_fn(|i| v[6 + i]);
+            let (x4, x3) = (&x6[..4], &x6[..3]);
+            let close =
+                |l: f64, r: f64| assert!((l - r).abs() < 1e-4 * (1.0 + l.abs()), "{l} vs {r}");
+            close(dot(&bt(x6), &y6), dot(&x6, &b(y6)));
+            close(dot(&at(x6), x4), dot(&x6, &a([x4[0], x4[1], x4[2], x4[3]])));
+            close(dot(&gw([x3[0], x3[1], x3[2]]), &y6), dot(x3, &gt(y6)));
+        }
+    }
+
+    /// `Aᵀ [(G w) ⊙ (Bᵀ d)]` is the correlation of six inputs with three taps.
+    #[test]
+    fn one_dimensional_f43_is_a_correlation() {
+        let v = values(9, 3);
+        let d: [f32; 6] = std::array::from_fn(|i| v[i]);
+        let w = [v[6], v[7], v[8]];
+        let (gd, gwv) = (bt(d), gw(w));
+        let y = at(std::array::from_fn(|i| gd[i] * gwv[i]));
+        for (i, yi) in y.iter().enumerate() {
+            let want: f32 = (0..3).map(|k| w[k] * d[i + k]).sum();
+            assert!((yi - want).abs() < 1e-5, "output {i}: {yi} vs {want}");
+        }
+    }
+
+    fn geometry(
+        batch: usize,
+        c_in: usize,
+        c_out: usize,
+        hw: [usize; 2],
+        pad: [usize; 4],
+    ) -> ConvGeometry {
+        ConvGeometry {
+            batch,
+            c_in,
+            h: hw[0],
+            w: hw[1],
+            c_out,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad_begin: [pad[0], pad[1]],
+            pad_end: [pad[2], pad[3]],
+            dilation: [1, 1],
+        }
+    }
+
+    /// Elementwise agreement scaled by the magnitude of the values a sum of `terms` products
+    /// of numbers in [-1, 1] can reach.
+    fn agree(got: &[f32], want: &[f32], terms: usize, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let tol = 2e-5 * (terms as f32).sqrt().max(1.0) * 10.0;
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{what}[{i}]: {g} vs {w}"
+            );
+        }
+    }
+
+    /// Forward, input, weight and bias gradients against the im2col path on one geometry.
+    fn check(g: &ConvGeometry, relu: bool) {
+        assert!(computes(g), "{g:?}");
+        let [oh, ow] = g.output().expect("fits");
+        let x = values(g.batch * g.c_in * g.h * g.w, 1);
+        let w = values(g.c_out * g.c_in * 9, 2);
+        let bias = values(g.c_out, 3);
+        let terms = g.c_in * 9;
+        agree(
+            &forward(g, &x, &w, Some(&bias), relu),
+            &forward_im2col(g, &x, &w, Some(&bias), relu),
+            terms,
+            "y",
+        );
+        agree(
+            &forward(g, &x, &w, None, false),
+            &forward_im2col(g, &x, &w, None, false),
+            terms,
+            "y",
+        );
+        let dy = values(g.batch * g.c_out * oh * ow, 4);
+        let got = backward(g, &x, &w, &dy, true);
+        let want = backward_im2col(g, &x, &w, &dy, true);
+        agree(
+            got.x.as_deref().expect("dx"),
+            want.x.as_deref().expect("dx"),
+            g.c_out * 9,
+            "dx",
+        );
+        agree(&got.weight, &want.weight, g.batch * oh * ow, "dw");
+        agree(&got.bias, &want.bias, g.batch * oh * ow, "db");
+        let no_x = backward(g, &x, &w, &dy, false);
+        assert!(no_x.x.is_none());
+        agree(
+            &no_x.weight,
+            &want.weight,
+            g.batch * oh * ow,
+            "dw without dx",
+        );
+    }
+
+    #[test]
+    fn agrees_with_im2col_on_the_ref_cnn_shapes_and_odd_ones() {
+        // ref-cnn's 3x3 layers, at a small batch (several chunks) and batch 1 (split inside)
+        check(&geometry(5, 64, 64, [32, 32], [1, 1, 1, 1]), false);
+        check(&geometry(1, 128, 256, [8, 8], [1, 1, 1, 1]), true);
+        // maps that are not multiples of the tile, no padding, uneven padding, 1x1 outputs
+        check(&geometry(3, 16, 17, [7, 9], [0, 0, 0, 0]), true);
+        check(&geometry(2, 19, 16, [5, 6], [2, 0, 1, 3]), false);
+        check(&geometry(4, 16, 16, [1, 1], [1, 1, 1, 1]), false);
+        check(&geometry(3, 16, 16, [3, 3], [0, 0, 0, 0]), false);
+    }
+
+    #[test]
+    fn supports_only_dense_3x3_stride_1_undilated_convolutions_with_enough_channels() {
+        // the batch rule depends on the thread count: fix it
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        pool.install(|| {
+            let g = geometry(64, 16, 16, [8, 8], [1, 1, 1, 1]);
+            assert!(supports(&g));
+            // batch 1: the im2col path is faster
+            assert!(computes(&ConvGeometry { batch: 1, ..g }));
+            assert!(!supports(&ConvGeometry { batch: 1, ..g }));
+            assert!(!supports(&ConvGeometry {
+                stride: [2, 2],
+                ..g
+            }));
+            assert!(!supports(&ConvGeometry {
+                dilation: [2, 1],
+                ..g
+            }));
+            assert!(!supports(&ConvGeometry {
+                kernel: [5, 5],
+                pad_begin: [2, 2],
+                pad_end: [2, 2],
+                ..g
+            }));
+            assert!(!supports(&ConvGeometry { c_in: 3, ..g }));
+            assert!(!supports(&ConvGeometry { batch: 0, ..g }));
+            assert!(!supports(&ConvGeometry {
+                h: 1,
+                pad_begin: [0, 1],
+                pad_end: [0, 1],
+                ..g
+            }));
+        });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Any geometry the path accepts gives the im2col path's values and gradients.
+        #[test]
+        fn agrees_with_im2col_on_random_geometries(
+            batch in 1usize..5,
+            c_in in 16usize..24,
+            c_out in 16usize..24,
+            h in 1usize..14,
+            w in 1usize..14,
+            pad in proptest::array::uniform4(0usize..3),
+            relu in any::<bool>(),
+        ) {
+            let g = geometry(batch, c_in, c_out, [h, w], pad);
+            prop_assume!(computes(&g));
+            check(&g, relu);
+        }
+    }
+}
