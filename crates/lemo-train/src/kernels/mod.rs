@@ -467,7 +467,6 @@ pub fn max_pool2d(x: Tensor<4>, kernel: usize, stride: usize, pad: usize) -> Ten
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::Module;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
 
