@@ -7,11 +7,14 @@
 //! - [`data`]: datasets, augmentation and batching.
 //! - [`kernels`]: lemo-train's CPU convolution, batch-norm and max-pool kernels, plugged into
 //!   burn's autodiff on the Flex backend (docs/performance.md).
+//! - [`memory`]: the allocator settings that keep training steps from faulting their
+//!   activations in afresh.
 
 #![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 pub mod data;
 pub mod device;
 pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod trainer;
 

@@ -197,8 +197,10 @@ impl GraphModel {
     /// already checked every rule the model relies on (inputs computed before use, positive
     /// sizes, divisible groups, ranges, dense layers on vectors), so nothing is re-checked here.
     /// Parameters are initialised lazily from the device's RNG: seed the device first for
-    /// reproducible weights.
+    /// reproducible weights. The first model of a process also applies
+    /// [`crate::memory::keep_freed_memory`].
     pub fn new(network: &ValidatedGraph, device: &Device) -> Result<Self, TrainError> {
+        crate::memory::keep_freed_memory();
         let (graph, analysis, task) = (network.graph(), network.analysis(), network.task());
         let mut layers = Vec::new();
         let mut steps = Vec::with_capacity(graph.nodes.len());
