@@ -534,7 +534,7 @@ pub(super) fn backward_im2col(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Straightforward six-loop convolution, the reference the fast path must agree with.
@@ -574,7 +574,8 @@ mod tests {
         y
     }
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    /// `n` pseudo-random values in [-1, 1), the same for the same seed (the kernels' tests).
+    pub(in crate::kernels) fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
         (0..n)
             .map(|_| {
