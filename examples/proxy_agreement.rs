@@ -5,11 +5,16 @@
 //! validation accuracies (Spearman's rho, Kendall's tau).
 //!
 //! ```sh
-//! cargo run --release --example proxy_agreement -- DATA_DIR [--proxy-seconds 90] [--long-seconds 360]
+//! cargo run --release --example proxy_agreement -- DATA_DIR [--proxy-seconds 90] [--long-seconds 360] [--proxy-fraction F] [--network FILE]...
 //! ```
 //!
-//! DATA_DIR as for `discover_cifar10` (binary batches or the image folder form). Prints a table,
-//! then one line: `proxy_agreement networks=N proxy_seconds=S long_seconds=L spearman=R kendall=T`.
+//! DATA_DIR as for `discover_cifar10` (binary batches or the image folder form). The proxy trains
+//! on the whole training split by default; `--proxy-fraction F` trains it on a stratified
+//! fraction instead (with proxy seconds / long seconds, every network runs as many epochs in
+//! the proxy as in the long training). `--network FILE` (repeatable) adds a network file (the
+//! IR's JSON) to the list.
+//! Prints a table, then one line:
+//! `proxy_agreement networks=N proxy_seconds=S long_seconds=L proxy_fraction=F spearman=R kendall=T`.
 
 use std::process::ExitCode;
 
@@ -84,7 +89,8 @@ fn kendall(a: &[f64], b: &[f64]) -> f64 {
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
-    let (mut dir, mut proxy, mut long) = (None, 90.0, 360.0);
+    let (mut dir, mut proxy, mut long, mut fraction) = (None, 90.0, 360.0, 1.0);
+    let mut files = Vec::new();
     while let Some(a) = args.next() {
         let mut number = |name: &str| -> Option<f64> {
             let v = args.next()?.parse().ok()?;
@@ -104,9 +110,26 @@ fn main() -> ExitCode {
                 Some(v) => long = v,
                 None => return ExitCode::from(2),
             },
+            "--proxy-fraction" => match number("--proxy-fraction") {
+                Some(v) if v <= 1.0 => fraction = v,
+                _ => {
+                    eprintln!("--proxy-fraction must be in (0, 1]");
+                    return ExitCode::from(2);
+                }
+            },
+            "--network" => match args.next() {
+                Some(f) => files.push(std::path::PathBuf::from(f)),
+                None => {
+                    eprintln!("--network needs a file");
+                    return ExitCode::from(2);
+                }
+            },
             other if dir.is_none() => dir = Some(std::path::PathBuf::from(other)),
             _ => {
-                eprintln!("usage: proxy_agreement DATA_DIR [--proxy-seconds S] [--long-seconds L]");
+                eprintln!(
+                    "usage: proxy_agreement DATA_DIR [--proxy-seconds S] [--long-seconds L] \
+                     [--proxy-fraction F] [--network FILE]..."
+                );
                 return ExitCode::from(2);
             }
         }
@@ -115,7 +138,7 @@ fn main() -> ExitCode {
         eprintln!("usage: proxy_agreement DATA_DIR (CIFAR-10 binary batches or image folders)");
         return ExitCode::from(2);
     };
-    match run(&spec, proxy, long) {
+    match run(&spec, proxy, long, fraction, &files) {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
@@ -127,7 +150,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(spec: &DatasetSpec, proxy: f64, long: f64) -> Result<String, Box<dyn std::error::Error>> {
+fn run(
+    spec: &DatasetSpec,
+    proxy: f64,
+    long: f64,
+    fraction: f64,
+    files: &[std::path::PathBuf],
+) -> Result<String, Box<dyn std::error::Error>> {
     let data = spec.load()?;
     let recipe = TrainConfig::fast_search();
     let (train, val) = data.train.split(recipe.validation_split, 0);
@@ -145,7 +174,7 @@ fn run(spec: &DatasetSpec, proxy: f64, long: f64) -> Result<String, Box<dyn std:
     };
     let mut short = TrainConfig::fast_search();
     short.epochs = 200;
-    short.budget.data_fraction = 1.0;
+    short.budget.data_fraction = fraction;
     short.budget.max_wall_seconds = Some(proxy);
     short.inference = None;
     let mut longer = TrainConfig::fast_final();
@@ -157,7 +186,17 @@ fn run(spec: &DatasetSpec, proxy: f64, long: f64) -> Result<String, Box<dyn std:
     let mut rows = Vec::new();
     println!("| network | params | proxy A2 | long A2 | long epochs |");
     println!("|---|---|---|---|---|");
-    for (name, graph) in networks(&task) {
+    let mut list = networks(&task);
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let graph = Graph::from_json(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+        let name = f.file_stem().map_or_else(
+            || f.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        list.push((name, graph));
+    }
+    for (name, graph) in list {
         let network = ValidatedGraph::new(graph, &task)?;
         let mut trainer = BurnTrainer::new();
         let p = trainer.train(&network, &splits, &short, &NoMeter, &mut NoObserver)?;
@@ -173,7 +212,8 @@ fn run(spec: &DatasetSpec, proxy: f64, long: f64) -> Result<String, Box<dyn std:
     }
     let (a, b): (Vec<f64>, Vec<f64>) = rows.into_iter().unzip();
     Ok(format!(
-        "proxy_agreement networks={} proxy_seconds={proxy} long_seconds={long} spearman={:.3} kendall={:.3}",
+        "proxy_agreement networks={} proxy_seconds={proxy} long_seconds={long} \
+         proxy_fraction={fraction} spearman={:.3} kendall={:.3}",
         a.len(),
         spearman(&a, &b),
         kendall(&a, &b)

@@ -364,6 +364,17 @@ pub fn train_and_measure(
     let eval = |model: &GraphModel, set: &Dataset, tta_flip: bool| {
         evaluate(model, set, &norm, config.eval_batch_size, tta_flip, &device)
     };
+    // The per-epoch validation: the whole split with TTA as set, or a sample without it.
+    let epoch_sample;
+    let (epoch_val, epoch_tta): (&Dataset, bool) = match config.epoch_validation_sample {
+        Some(k) if k < data.val.len() => {
+            epoch_sample = data
+                .val
+                .fraction(k as f64 / data.val.len() as f64, config.seed ^ 2);
+            (&epoch_sample, false)
+        }
+        _ => (&data.val, config.tta_flip),
+    };
     let mut optim = optimizer(&model, config)?;
     let mut lr = config.learning_rate;
     let mut plateau = Monitor::new();
@@ -432,7 +443,7 @@ pub fn train_and_measure(
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let valid = model.valid();
-        let (val_loss, val_accuracy) = eval(&valid, &data.val, config.tta_flip)?;
+        let (val_loss, val_accuracy) = eval(&valid, epoch_val, epoch_tta)?;
         let mut stats = EpochStats::default();
         stats.epoch = epoch;
         stats.train_loss = loss_sum / seen.max(1) as f64;

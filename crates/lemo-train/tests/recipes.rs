@@ -224,7 +224,7 @@ fn weight_decay_shrinks_the_weights() -> Result<(), TrainError> {
 
 #[test]
 fn bad_recipe_values_are_config_errors_naming_the_key() {
-    let cases: [(TrainConfig, &str); 5] = [
+    let cases: [(TrainConfig, &str); 6] = [
         (
             TrainConfig {
                 weight_decay: -1e-4,
@@ -263,6 +263,13 @@ fn bad_recipe_values_are_config_errors_naming_the_key() {
             },
             "augmentation.crop_padding",
         ),
+        (
+            TrainConfig {
+                epoch_validation_sample: Some(0),
+                ..fast(1)
+            },
+            "epoch_validation_sample",
+        ),
     ];
     for (config, key) in cases {
         let result = validated(small_cnn(), task()).and_then(|network| {
@@ -279,6 +286,42 @@ fn bad_recipe_values_are_config_errors_naming_the_key() {
             other => panic!("{key}: expected a config error, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn the_per_epoch_validation_uses_its_sample_and_a2_the_whole_split() -> Result<(), TrainError> {
+    // A stratified sample keeps at least one image of each class: 4 of the 64 validation
+    // images here, so every per-epoch accuracy is a multiple of 1/4.
+    let config = TrainConfig {
+        epoch_validation_sample: Some(4),
+        ..fast(3)
+    };
+    let eval = BurnTrainer::new().train(
+        &validated(small_cnn(), task())?,
+        &splits(false),
+        &config,
+        &NoMeter,
+        &mut lemo_train::NoObserver,
+    )?;
+    assert_eq!(eval.history.len(), 3);
+    for h in &eval.history {
+        let quarters = h.val_accuracy * 4.0;
+        assert!(
+            (quarters - quarters.round()).abs() < 1e-9,
+            "epoch {}: {} is not the accuracy of 4 images",
+            h.epoch,
+            h.val_accuracy
+        );
+    }
+    // The last epoch's weights are the trained network (no TTA, no early stopping): on the
+    // same images its loss would be A2's loss exactly.
+    let last = eval.history.last().map(|h| h.val_loss);
+    assert!(
+        last.is_some_and(|l| l != eval.val_loss),
+        "the last epoch's validation loss {last:?} equals A2's {}: no sample was used",
+        eval.val_loss
+    );
+    Ok(())
 }
 
 #[test]

@@ -10,8 +10,8 @@ use crate::data::Augmentation;
 /// a default, so a config file only names what it changes.
 ///
 /// Defaults are the paper's search-time recipe ([`TrainConfig::paper_search`]). An optional
-/// setting (`schedule`, `plateau`, `early_stopping`, `train_accuracy_sample`, `inference`) is
-/// switched off with `false` (`plateau = false`).
+/// setting (`schedule`, `plateau`, `early_stopping`, `train_accuracy_sample`,
+/// `epoch_validation_sample`, `inference`) is switched off with `false` (`plateau = false`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -65,6 +65,12 @@ pub struct TrainConfig {
     /// stratified sample of this many images of it (`None`, `false` in a file: the whole set).
     #[serde(with = "off")]
     pub train_accuracy_sample: Option<usize>,
+    /// The validation pass after each epoch (progress, `plateau`, `early_stopping`) uses a
+    /// seeded stratified sample of this many validation images, without flip TTA (`None`,
+    /// `false` in a file: the whole split, with `tta_flip` as set). A2 after training always
+    /// uses the whole split.
+    #[serde(with = "off")]
+    pub epoch_validation_sample: Option<usize>,
     /// Measure the test accuracy when the data has a test split (off during a search, which
     /// never looks at the test split; on for the final training).
     pub evaluate_test: bool,
@@ -382,6 +388,7 @@ impl TrainConfig {
             seed: 0,
             divergence_loss: 1e4,
             train_accuracy_sample: Some(10_000),
+            epoch_validation_sample: None,
             evaluate_test: false,
             inference: Some(InferenceBench::default()),
             device: DeviceChoice::Cpu,
@@ -410,7 +417,8 @@ impl TrainConfig {
     /// one-cycle schedule (20% warm-up from a tenth of the peak, linear decay to 0), label
     /// smoothing 0.2, random crop (4 pixels) and flip, flip test-time augmentation, up to 40
     /// epochs (usually capped by `budget.max_wall_seconds`, which the schedule follows), no
-    /// plateau, no early stopping, test accuracy measured.
+    /// plateau, no early stopping, per-epoch validation on 1,000 images (A2 on the whole
+    /// split), test accuracy measured.
     pub fn fast_final() -> Self {
         Self {
             epochs: 40,
@@ -426,6 +434,7 @@ impl TrainConfig {
             label_smoothing: 0.2,
             tta_flip: true,
             augmentation: Augmentation::crop_flip(4),
+            epoch_validation_sample: Some(1_000),
             evaluate_test: true,
             ..Self::paper_search()
         }
@@ -566,6 +575,9 @@ impl TrainConfig {
         }
         if self.train_accuracy_sample == Some(0) {
             return bad("train_accuracy_sample must be at least 1 (or none)".into());
+        }
+        if self.epoch_validation_sample == Some(0) {
+            return bad("epoch_validation_sample must be at least 1 (or none)".into());
         }
         if let Some(b) = self.inference
             && (b.large_batch == 0 || b.batch1_runs == 0 || b.large_batch_runs == 0)
