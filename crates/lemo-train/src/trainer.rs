@@ -168,6 +168,13 @@ fn correct(logits: Tensor<2>, targets: Tensor<1, Int>) -> Result<u64, TrainError
     Ok(hits.max(0) as u64)
 }
 
+/// A seeded stratified sample of `size` images of `set`, or `None` when no size is set or the
+/// set is not larger (the caller then uses the whole set).
+fn sample(set: &Dataset, size: Option<usize>, seed: u64) -> Option<Dataset> {
+    size.filter(|&k| k < set.len())
+        .map(|k| set.fraction(k as f64 / set.len() as f64, seed))
+}
+
 /// Mean loss and accuracy of a validation-mode model over a dataset (in order, no augmentation;
 /// with `tta_flip`, each image's logits averaged with its mirror's).
 pub fn evaluate(
@@ -365,15 +372,10 @@ pub fn train_and_measure(
         evaluate(model, set, &norm, config.eval_batch_size, tta_flip, &device)
     };
     // The per-epoch validation: the whole split with TTA as set, or a sample without it.
-    let epoch_sample;
-    let (epoch_val, epoch_tta): (&Dataset, bool) = match config.epoch_validation_sample {
-        Some(k) if k < data.val.len() => {
-            epoch_sample = data
-                .val
-                .fraction(k as f64 / data.val.len() as f64, config.seed ^ 2);
-            (&epoch_sample, false)
-        }
-        _ => (&data.val, config.tta_flip),
+    let epoch_sample = sample(&data.val, config.epoch_validation_sample, config.seed ^ 2);
+    let (epoch_val, epoch_tta) = match &epoch_sample {
+        Some(s) => (s, false),
+        None => (&data.val, config.tta_flip),
     };
     let mut optim = optimizer(&model, config)?;
     let mut lr = config.learning_rate;
@@ -500,14 +502,8 @@ pub fn train_and_measure(
     if status.is_usable() {
         // A1: the non-augmented training set (or a stratified sample of it), dropout off.
         observer.on_phase("train accuracy");
-        let sample;
-        let a1_set = match config.train_accuracy_sample {
-            Some(k) if k < train_set.len() => {
-                sample = train_set.fraction(k as f64 / train_set.len() as f64, config.seed ^ 1);
-                &sample
-            }
-            _ => train_set,
-        };
+        let a1_sample = sample(train_set, config.train_accuracy_sample, config.seed ^ 1);
+        let a1_set = a1_sample.as_ref().unwrap_or(train_set);
         let (_, a1) = eval(&trained, a1_set, false)?;
         evaluation.train_accuracy = a1;
         evaluation.train_accuracy_images = a1_set.len();
