@@ -97,8 +97,26 @@ fn starter_validates_for_the_usual_inputs() -> Result<(), ArchError> {
         };
         let g = starter(&task);
         let a = g.validate(&task)?;
-        assert!(a.params < 200_000, "{input:?}: {}", a.params);
+        assert!(a.params < 400_000, "{input:?}: {}", a.params);
+        // Images of 16x16 and more get the staged (airbench-shaped) starter.
+        let staged = g.nodes.first().is_some_and(|n| n.id == "w");
+        assert_eq!(staged, input[1].min(input[2]) >= 16, "{input:?}");
     }
+    // CIFAR-10: the network of docs/results.md (295,554 parameters, three stages).
+    let cifar10 = Task {
+        input: [3, 32, 32],
+        classes: 10,
+        limits: Limits::default(),
+    };
+    let a = starter(&cifar10).validate(&cifar10)?;
+    assert_eq!(a.params, 295_554);
+    // The digits keep the small starter.
+    let digits = Task {
+        input: [1, 8, 8],
+        classes: 10,
+        limits: Limits::default(),
+    };
+    assert_eq!(starter(&digits).validate(&digits)?.params, 5_226);
     let tight = Task {
         input: [3, 32, 32],
         classes: 10,
