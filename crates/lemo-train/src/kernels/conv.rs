@@ -124,21 +124,24 @@ struct Inside {
     hi: usize,
 }
 
-/// Visits every im2col row segment of output rows `rows` of one image (the im2col matrix of
-/// that tile is `[K, rows.len() * ow]`): `f(segment_start, Some(inside))` for segments that
-/// read inside the image, `f(segment_start, None)` for padding rows.
+/// Visits every im2col row segment of input channels `channels` and output rows `rows` of one
+/// image (the im2col matrix of that tile is `[channels.len() * kh * kw, rows.len() * ow]`):
+/// `f(segment_start, Some(inside))` for segments that read inside the image,
+/// `f(segment_start, None)` for padding rows.
 fn for_each_segment(
     g: &ConvGeometry,
+    channels: Range<usize>,
     rows: Range<usize>,
     ow: usize,
     mut f: impl FnMut(usize, Option<Inside>),
 ) {
     let [kh, kw] = g.kernel;
     let p = rows.len() * ow;
-    for c in 0..g.c_in {
+    let first = channels.start;
+    for c in channels {
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = ((c * kh + ky) * kw + kx) * p;
+                let row = (((c - first) * kh + ky) * kw + kx) * p;
                 let offset = (kx * g.dilation[1]) as isize - g.pad_begin[1] as isize;
                 let (lo, hi) = valid_range(offset, g.stride[1], g.w, ow);
                 for oy in rows.clone() {
@@ -166,12 +169,25 @@ fn for_each_segment(
 }
 
 /// im2col of output rows `rows` of one image `x[c_in, h, w]` into `col[K, rows.len() * ow]`.
+fn im2col(g: &ConvGeometry, rows: Range<usize>, ow: usize, x: &[f32], col: &mut [f32]) {
+    im2col_channels(g, 0..g.c_in, rows, ow, x, col);
+}
+
+/// im2col of input channels `channels` and output rows `rows` of one image `x[c_in, h, w]` into
+/// `col[channels.len() * kh * kw, rows.len() * ow]` (that block of the whole im2col matrix).
 // Hot loop, indexes kept: for_each_segment's segments `seg..seg + ow` tile `col`, lo <= hi <= ow,
 // and valid_range keeps every `start + i * sw` (i < hi - lo) inside the input row `src..src + w`.
 #[allow(clippy::indexing_slicing)]
-fn im2col(g: &ConvGeometry, rows: Range<usize>, ow: usize, x: &[f32], col: &mut [f32]) {
+fn im2col_channels(
+    g: &ConvGeometry,
+    channels: Range<usize>,
+    rows: Range<usize>,
+    ow: usize,
+    x: &[f32],
+    col: &mut [f32],
+) {
     let sw = g.stride[1];
-    for_each_segment(g, rows, ow, |seg, inside| {
+    for_each_segment(g, channels, rows, ow, |seg, inside| {
         let dst = &mut col[seg..seg + ow];
         let Some(Inside {
             src,
@@ -204,7 +220,7 @@ fn im2col(g: &ConvGeometry, rows: Range<usize>, ow: usize, x: &[f32], col: &mut 
 #[allow(clippy::indexing_slicing)]
 fn col2im(g: &ConvGeometry, rows: Range<usize>, ow: usize, col: &[f32], dx: &mut [f32]) {
     let sw = g.stride[1];
-    for_each_segment(g, rows, ow, |seg, inside| {
+    for_each_segment(g, 0..g.c_in, rows, ow, |seg, inside| {
         let Some(Inside {
             src,
             offset,
@@ -375,7 +391,9 @@ pub(super) fn forward_im2col(
             }
         }
         let acc = bias.is_some();
-        if g.is_pointwise() {
+        if par && k * p <= MAX_TILE {
+            split_image(g, [oh, ow], k, x_img, weight, out, acc);
+        } else if g.is_pointwise() {
             matmul([g.c_out, p, k], out, p, acc, w, op(x_img, [p, 1]), par);
         } else {
             for rows in bands(k, oh, ow) {
@@ -397,6 +415,50 @@ pub(super) fn forward_im2col(
     };
     y.par_chunks_mut(out_len).enumerate().for_each(image);
     y
+}
+
+/// One image's convolution across all threads, for batches smaller than the thread count (the
+/// batch-1 inference of a deployed model): im2col split by input channels, then the gemm split
+/// by output channels, each thread running a serial gemm on its rows of `out` (bias, if any,
+/// already in `out` with `acc`). Two flat parallel loops instead of a serial im2col and a gemm
+/// that splits itself.
+fn split_image(
+    g: &ConvGeometry,
+    [oh, ow]: [usize; 2],
+    k: usize,
+    x_img: &[f32],
+    weight: &[f32],
+    out: &mut [f32],
+    acc: bool,
+) {
+    let p = oh * ow;
+    let threads = rayon::current_num_threads().max(1);
+    let rows = g.c_out.div_ceil(threads).max(1);
+    let mut gemm_rows = |col: &[f32]| {
+        out.par_chunks_mut(rows * p)
+            .zip(weight.par_chunks(rows * k))
+            .for_each(|(o, w)| {
+                let m = o.len() / p;
+                matmul([m, p, k], o, p, acc, op(w, [k, 1]), op(col, [p, 1]), false);
+            });
+    };
+    if g.is_pointwise() {
+        gemm_rows(x_img);
+        return;
+    }
+    let [kh, kw] = g.kernel;
+    let per_channel = kh * kw * p;
+    let channels = g.c_in.div_ceil(threads).max(1);
+    with_scratch(k * p, |col| {
+        col.par_chunks_mut(channels * per_channel)
+            .enumerate()
+            .for_each(|(i, block)| {
+                let first = i * channels;
+                let last = (first + channels).min(g.c_in);
+                im2col_channels(g, first..last, 0..oh, ow, x_img, block);
+            });
+        gemm_rows(col);
+    });
 }
 
 /// Gradients of one convolution.
@@ -667,6 +729,34 @@ pub(super) mod tests {
 
     /// The gradients are the adjoints of the (linear) forward map: for a random `dy`,
     /// `<dy, conv(x, w)> = <dx, x> = <dw, w>`, and the bias gradient is dy summed per channel.
+    /// Batches smaller than the thread count (batch-1 inference) split one image's im2col by
+    /// input channels and its gemm by output channels: uneven splits included (5 output and 4
+    /// input channels over 3 and 4 threads), pointwise and strided geometries too.
+    #[test]
+    fn small_batches_split_across_threads_match_the_naive_convolution() {
+        for threads in [3, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            for g in geometries() {
+                for batch in [1, 2] {
+                    let g = ConvGeometry { batch, ..g };
+                    let x = values(g.batch * g.c_in * g.h * g.w, 4);
+                    let w = values(g.c_out * g.k(), 5);
+                    let b = values(g.c_out, 6);
+                    let want = naive(&g, &x, &w, Some(&b));
+                    let got = pool.install(|| forward_im2col(&g, &x, &w, Some(&b), false));
+                    close(&got, &want);
+                    let got = pool.install(|| forward_im2col(&g, &x, &w, None, true));
+                    let relu: Vec<f32> =
+                        naive(&g, &x, &w, None).iter().map(|v| v.max(0.0)).collect();
+                    close(&got, &relu);
+                }
+            }
+        }
+    }
+
     #[test]
     fn backward_is_the_adjoint_of_forward() {
         for g in geometries() {
