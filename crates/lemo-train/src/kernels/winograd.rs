@@ -250,18 +250,48 @@ impl Tiling {
         self.tiles[0] * self.tiles[1]
     }
 
-    /// Image (within the chunk) and output origin of tile `t`.
-    fn origin(&self, t: usize) -> (usize, usize, usize) {
-        let per = self.per_image();
-        let (img, r) = (t / per, t % per);
-        (img, (r / self.tiles[1]) * M, (r % self.tiles[1]) * M)
-    }
-
     /// Images per chunk: about [`TARGET_TILES`] tiles, and at least as many chunks as
     /// threads when the batch allows.
     fn images_per_chunk(&self, threads: usize) -> usize {
         let by_tiles = TARGET_TILES.div_ceil(self.per_image()).max(1);
         by_tiles.min(self.g.batch.div_ceil(threads.max(1))).max(1)
+    }
+}
+
+/// The tiles of a chunk in order, with their origins found by counting instead of dividing.
+#[derive(Clone, Copy)]
+struct Cursor {
+    img: usize,
+    ty: usize,
+    tx: usize,
+    tiles: [usize; 2],
+}
+
+impl Cursor {
+    /// At the chunk's first tile.
+    fn new(tl: &Tiling) -> Self {
+        Self {
+            img: 0,
+            ty: 0,
+            tx: 0,
+            tiles: tl.tiles,
+        }
+    }
+
+    /// Image (within the chunk) and output origin of the current tile; then moves to the next.
+    #[inline(always)]
+    fn next_origin(&mut self) -> (usize, usize, usize) {
+        let origin = (self.img, self.ty * M, self.tx * M);
+        self.tx += 1;
+        if self.tx == self.tiles[1] {
+            self.tx = 0;
+            self.ty += 1;
+            if self.ty == self.tiles[0] {
+                self.ty = 0;
+                self.img += 1;
+            }
+        }
+        origin
     }
 }
 
@@ -392,14 +422,27 @@ fn input_transform(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut 
     let tp = padded(tiles);
     let [top, left] = g.pad_begin.map(|p| p as isize);
     let mut d = Patch::default();
+    let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
         let n = LANES.min(tiles - t0);
         for l in 0..n {
-            let (img, oy, ox) = tl.origin(t0 + l);
+            let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
             let (y0, x0) = (oy as isize - top, ox as isize - left);
             let inside =
                 y0 >= 0 && x0 >= 0 && (y0 as usize) + ALPHA <= g.h && (x0 as usize) + ALPHA <= g.w;
+            if inside {
+                // The whole patch is in the image: six rows of six, no checks per value.
+                let first = base + y0 as usize * g.w + x0 as usize;
+                for (r, row) in d.iter_mut().enumerate() {
+                    let src: &[f32; ALPHA] =
+                        x[first + r * g.w..].first_chunk().unwrap_or(&[0.0; ALPHA]);
+                    for (cell, &v) in row.iter_mut().zip(src) {
+                        cell.0[l] = v;
+                    }
+                }
+                continue;
+            }
             for (r, row) in d.iter_mut().enumerate() {
                 let iy = y0 + r as isize;
                 let src = base + (iy.max(0) as usize) * g.w;
@@ -450,13 +493,27 @@ fn output_transform(
     let tp = padded(tiles);
     let [oh, ow] = tl.out;
     let mut out = Patch::default();
+    let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
         let n = LANES.min(tiles - t0);
         load_lanes(&mut out, m, tp, t0);
         two_d!(&mut out, at, 6, 4);
         for l in 0..n {
-            let (img, oy, ox) = tl.origin(t0 + l);
+            let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
+            if oy + M <= oh && ox + M <= ow {
+                // The whole tile is in the plane: four rows of four, no checks per value.
+                for (r, row) in out.iter().take(M).enumerate() {
+                    let Some(dst) = y[base + (oy + r) * ow + ox..].first_chunk_mut::<M>() else {
+                        continue;
+                    };
+                    for (d, v) in dst.iter_mut().zip(row) {
+                        let v = v.0[l] + bias;
+                        *d = if relu && v <= 0.0 { 0.0 } else { v };
+                    }
+                }
+                continue;
+            }
             for (r, row) in out.iter().take(M).enumerate().take(oh - oy) {
                 let dst = base + (oy + r) * ow + ox;
                 for (s, v) in row.iter().take(M).enumerate().take(ow - ox) {
@@ -478,11 +535,24 @@ fn gradient_transform(tl: &Tiling, tiles: usize, dy: &[f32], stride: usize, dm: 
     let tp = padded(tiles);
     let [oh, ow] = tl.out;
     let mut d = Patch::default();
+    let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
         let n = LANES.min(tiles - t0);
         for l in 0..n {
-            let (img, oy, ox) = tl.origin(t0 + l);
+            let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
+            if oy + M <= oh && ox + M <= ow {
+                // The whole tile is in the plane: four rows of four, no checks per value.
+                for (r, row) in d.iter_mut().take(M).enumerate() {
+                    let src: &[f32; M] = dy[base + (oy + r) * ow + ox..]
+                        .first_chunk()
+                        .unwrap_or(&[0.0; M]);
+                    for (cell, &v) in row.iter_mut().zip(src) {
+                        cell.0[l] = v;
+                    }
+                }
+                continue;
+            }
             for (r, row) in d.iter_mut().take(M).enumerate() {
                 let src = base + (oy + r) * ow + ox;
                 for (s, cell) in row.iter_mut().take(M).enumerate() {
@@ -511,14 +581,28 @@ fn input_gradient(tl: &Tiling, tiles: usize, dv: &[f32], dx: &mut [f32], stride:
     let tp = padded(tiles);
     let [top, left] = g.pad_begin.map(|p| p as isize);
     let mut patch = Patch::default();
+    let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
         let n = LANES.min(tiles - t0);
         load_lanes(&mut patch, dv, tp, t0);
         two_d!(&mut patch, b, 6, 6);
         for l in 0..n {
-            let (img, oy, ox) = tl.origin(t0 + l);
+            let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
             let (y0, x0) = (oy as isize - top, ox as isize - left);
+            if y0 >= 0 && x0 >= 0 && (y0 as usize) + ALPHA <= g.h && (x0 as usize) + ALPHA <= g.w {
+                // The whole patch is in the image: six rows of six, no checks per value.
+                let first = base + y0 as usize * g.w + x0 as usize;
+                for (r, row) in patch.iter().enumerate() {
+                    let Some(dst) = dx[first + r * g.w..].first_chunk_mut::<ALPHA>() else {
+                        continue;
+                    };
+                    for (d, v) in dst.iter_mut().zip(row) {
+                        *d += v.0[l];
+                    }
+                }
+                continue;
+            }
             for (r, row) in patch.iter().enumerate() {
                 let iy = y0 + r as isize;
                 if iy < 0 || iy >= g.h as isize {
