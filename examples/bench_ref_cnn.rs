@@ -9,11 +9,13 @@
 //! Training: Adam 1e-3, batch 128, cross-entropy, after 2 warm-up steps. Inference: the
 //! deployment form (batch norm folded, dropout removed) at batch 256 and 1, device
 //! synchronised after each run. `LEMO_BENCH_SECONDS` (default 20) bounds each measurement;
-//! `LEMO_BENCH_DEVICE=wgpu|vulkan|cuda` picks a GPU backend compiled in by feature.
+//! `LEMO_BENCH_DEVICE=wgpu|vulkan|cuda` picks a GPU backend compiled in by feature;
+//! `LEMO_BENCH_NETWORK=starter` measures the offline architect's CIFAR-10 starter (3x32x32, 10
+//! classes) instead, the network the CIFAR-10 benchmark trains (docs/results.md).
 
 use std::time::Instant;
 
-use lemo_nade::arch::{Limits, Task, ValidatedGraph, ref_cnn};
+use lemo_nade::arch::{Limits, Task, ValidatedGraph, ref_cnn, starter};
 use lemo_nade::train::burn::optim::{AdamConfig, GradientsParams};
 use lemo_nade::train::burn::tensor::{Device, Distribution, Int, Tensor};
 use lemo_nade::train::trainer::cross_entropy;
@@ -33,19 +35,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = lemo_nade::train::BurnDevice::device(&choice)?;
     device.seed(0);
     let ad = device.clone().autodiff();
+    let name = std::env::var("LEMO_BENCH_NETWORK").unwrap_or_else(|_| "ref-cnn".into());
+    let classes = match name.as_str() {
+        "ref-cnn" => 100,
+        "starter" => 10,
+        other => {
+            return Err(format!("LEMO_BENCH_NETWORK: `{other}` is not ref-cnn or starter").into());
+        }
+    };
     let task = Task {
         input: [3, 32, 32],
-        classes: 100,
+        classes,
         limits: Limits::default(),
     };
-    let network = ValidatedGraph::new(ref_cnn(100), &task)?;
+    let graph = if classes == 100 {
+        ref_cnn(100)
+    } else {
+        starter(&task)
+    };
+    let network = ValidatedGraph::new(graph, &task)?;
     let mut model = GraphModel::new(&network, &ad)?;
     let sync = |d: &Device| d.sync().map_err(|e| TrainError::Device(format!("{e:?}")));
 
     // Training throughput, batch 128.
     let batch = 128;
     let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &ad);
-    let y = Tensor::<1, Int>::random([batch], Distribution::Uniform(0.0, 100.0), &ad);
+    let y = Tensor::<1, Int>::random([batch], Distribution::Uniform(0.0, classes as f64), &ad);
     let mut optim = AdamConfig::new().init();
     let mut step = |model: GraphModel| -> Result<GraphModel, TrainError> {
         let loss = cross_entropy(model.forward(x.clone())?, y.clone());
@@ -83,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let infer256 = infer(256, 1, 40)?;
     let infer1 = infer(1, 10, 2000)?;
     println!(
-        "ref-cnn backend={} train={train:.0} infer256={infer256:.0} infer1={infer1:.0}",
+        "{name} backend={} train={train:.0} infer256={infer256:.0} infer1={infer1:.0}",
         choice.backend_name()
     );
     Ok(())
