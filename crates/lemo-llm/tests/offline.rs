@@ -81,6 +81,7 @@ fn prerequisite(i: Instruction) -> Option<Instruction> {
         ReduceSkipConnection => Some(AddSkipConnection),
         ReduceDenseLayer | AddMoreNeurons | ReduceNeurons => Some(AddDenseLayer),
         ReduceRegularization => Some(AddRegularization),
+        ReduceDropout => Some(AddDropout),
         _ => None,
     }
 }
