@@ -391,7 +391,7 @@ pub(super) fn forward_im2col(
             }
         }
         let acc = bias.is_some();
-        if par && k * p <= MAX_TILE {
+        if par && k > 0 && k * p <= MAX_TILE {
             split_image(g, [oh, ow], k, x_img, weight, out, acc);
         } else if g.is_pointwise() {
             matmul([g.c_out, p, k], out, p, acc, w, op(x_img, [p, 1]), par);
