@@ -258,6 +258,13 @@ impl Tiling {
     }
 }
 
+/// Whether the 6x6 input patch whose top-left corner is `(y0, x0)` (padding included) lies
+/// wholly inside the input plane.
+#[inline(always)]
+fn patch_inside(g: &ConvGeometry, y0: isize, x0: isize) -> bool {
+    y0 >= 0 && x0 >= 0 && (y0 as usize) + ALPHA <= g.h && (x0 as usize) + ALPHA <= g.w
+}
+
 /// The tiles of a chunk in order, with their origins found by counting instead of dividing.
 #[derive(Clone, Copy)]
 struct Cursor {
@@ -429,9 +436,7 @@ fn input_transform(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut 
             let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
             let (y0, x0) = (oy as isize - top, ox as isize - left);
-            let inside =
-                y0 >= 0 && x0 >= 0 && (y0 as usize) + ALPHA <= g.h && (x0 as usize) + ALPHA <= g.w;
-            if inside {
+            if patch_inside(g, y0, x0) {
                 // The whole patch is in the image: six rows of six, no checks per value.
                 let first = base + y0 as usize * g.w + x0 as usize;
                 for (r, row) in d.iter_mut().enumerate() {
@@ -446,10 +451,10 @@ fn input_transform(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut 
             for (r, row) in d.iter_mut().enumerate() {
                 let iy = y0 + r as isize;
                 let src = base + (iy.max(0) as usize) * g.w;
-                let row_in = inside || (iy >= 0 && iy < g.h as isize);
+                let row_in = iy >= 0 && iy < g.h as isize;
                 for (s, cell) in row.iter_mut().enumerate() {
                     let ix = x0 + s as isize;
-                    cell.0[l] = if inside || (row_in && ix >= 0 && ix < g.w as isize) {
+                    cell.0[l] = if row_in && ix >= 0 && ix < g.w as isize {
                         x[src + ix as usize]
                     } else {
                         0.0
@@ -590,7 +595,7 @@ fn input_gradient(tl: &Tiling, tiles: usize, dv: &[f32], dx: &mut [f32], stride:
             let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
             let (y0, x0) = (oy as isize - top, ox as isize - left);
-            if y0 >= 0 && x0 >= 0 && (y0 as usize) + ALPHA <= g.h && (x0 as usize) + ALPHA <= g.w {
+            if patch_inside(g, y0, x0) {
                 // The whole patch is in the image: six rows of six, no checks per value.
                 let first = base + y0 as usize * g.w + x0 as usize;
                 for (r, row) in patch.iter().enumerate() {
