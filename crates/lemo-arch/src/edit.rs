@@ -51,7 +51,7 @@ impl Graph {
     /// | AMN, RN | the same for hidden dense units |
     /// | AD | add dropout 0.25 before the classifier, else raise one rate by 0.1 (to 0.5), else add 0.1 after a pool |
     /// | RD | lower the highest dropout rate by 0.1, or remove it when 0.15 or less |
-    /// | AWI | set `init` on conv and dense nodes without one: he_normal (glorot_uniform for tanh/sigmoid nets) |
+    /// | AWI | set `init` on conv and dense nodes without one: patch_whitening on a conv2d that reads the image (when valid), he_normal on the others (glorot_uniform for tanh/sigmoid nets) |
     /// | AR, RR | step `l2` up or down the ladder 1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2 (AR starts at 1e-4; RR below 1e-5 removes it) |
     ///
     /// Errors only when `self` is not valid for `task` (the error of [`Graph::validate`]).
@@ -897,15 +897,49 @@ impl Ctx {
         } else {
             (Init::HeNormal, "he_normal")
         };
-        let mut nodes = self.nodes.clone();
-        for &i in &bare {
-            nodes[i].init = Some(init);
-        }
         let ids: Vec<&str> = bare.iter().map(|&i| self.nodes[i].id.as_str()).collect();
-        Ok(vec![Candidate {
-            nodes,
+        let mut plain = self.nodes.clone();
+        for &i in &bare {
+            plain[i].init = Some(init);
+        }
+        let plain = Candidate {
+            nodes: plain,
             note: format!("set init {name} on {}", ids.join(", ")),
-        }])
+        };
+        // A conv2d that reads the image gets the patch-whitening init (validation decides
+        // whether it may: groups 1, dilation 1, a small enough patch); if not, the plain one.
+        let stems: Vec<usize> = bare
+            .iter()
+            .copied()
+            .filter(|&i| matches!(self.nodes[i].op, Op::Conv2d { .. }) && self.reads_image(i))
+            .collect();
+        if stems.is_empty() {
+            return Ok(vec![plain]);
+        }
+        let mut whitened = plain.nodes.clone();
+        for &i in &stems {
+            whitened[i].init = Some(Init::PatchWhitening);
+        }
+        let stem_ids: Vec<&str> = stems.iter().map(|&i| self.nodes[i].id.as_str()).collect();
+        let note = format!(
+            "set init patch_whitening on {} and {name} on the other weighted layers",
+            stem_ids.join(", ")
+        );
+        Ok(vec![
+            Candidate {
+                nodes: whitened,
+                note,
+            },
+            plain,
+        ])
+    }
+
+    /// Whether node `i` takes the input image as its only input.
+    fn reads_image(&self, i: usize) -> bool {
+        match &self.nodes[i].inputs {
+            None => i == 0,
+            Some(ins) => ins.len() == 1 && ins.iter().all(|s| s == INPUT_ID),
+        }
     }
 
     fn step_l2(&self, up: bool) -> Plan {

@@ -103,7 +103,17 @@ pub enum Init {
     GlorotUniform,
     /// LeCun normal: N(0, sqrt(1 / fan_in)).
     LecunNormal,
+    /// Patch whitening (a conv2d reading "input" only): filters from the training images'
+    /// patch statistics.
+    // The trainer's rule (lemo_train::whiten): the eigenvectors v of the second moment of the
+    // images' kernel x kernel patches, scaled by 1/sqrt(eigenvalue), as filter pairs +v, -v
+    // (largest eigenvalue first); filters beyond twice the patch size start He normal.
+    PatchWhitening,
 }
+
+/// The largest patch (`channels x kernel x kernel` values) that [`Init::PatchWhitening`]
+/// whitens.
+pub const MAX_WHITENED_PATCH: usize = 256;
 
 /// Element-wise activations.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

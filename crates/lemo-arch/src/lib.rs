@@ -40,8 +40,8 @@ mod zoo;
 pub use edit::Edit;
 pub use error::ArchError;
 pub use ir::{
-    Activation, Analysis, Graph, INPUT_ID, Init, Limits, NODE_FIELDS, Node, NodeInfo, OP_NAMES, Op,
-    OpSignature, Padding, PaddingMode, Shape, Source, Task, op_signature,
+    Activation, Analysis, Graph, INPUT_ID, Init, Limits, MAX_WHITENED_PATCH, NODE_FIELDS, Node,
+    NodeInfo, OP_NAMES, Op, OpSignature, Padding, PaddingMode, Shape, Source, Task, op_signature,
 };
 pub use lemo_expert::Instruction;
 pub use parse::{MAX_ANSWER_BYTES, MAX_NODES, Parsed, parse_answer};

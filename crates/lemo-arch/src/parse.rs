@@ -340,7 +340,7 @@ pub(crate) fn node_from_value(i: usize, value: Value) -> Result<Node, ArchError>
         None | Some(Value::Null) => None,
         Some(v) => Some(serde_json::from_value(v.clone()).map_err(|_| {
             bad(format!(
-                "`init` {v} is not an initialiser; use one of he_normal, he_uniform, glorot_normal, glorot_uniform, lecun_normal"
+                "`init` {v} is not an initialiser; use one of he_normal, he_uniform, glorot_normal, glorot_uniform, lecun_normal, patch_whitening"
             ))
         })?),
     };

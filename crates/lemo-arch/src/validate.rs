@@ -14,7 +14,10 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::error::{ArchError, closest};
-use crate::ir::{Analysis, Graph, INPUT_ID, Node, NodeInfo, Op, Padding, Shape, Source, Task};
+use crate::ir::{
+    Analysis, Graph, INPUT_ID, Init, MAX_WHITENED_PATCH, Node, NodeInfo, Op, Padding, Shape,
+    Source, Task,
+};
 
 /// Most elements any one tensor (a weight or one image's activation) may have: beyond this a
 /// network is rejected as absurd whatever the user's budgets.
@@ -62,6 +65,7 @@ impl Graph {
                     Source::Node(j) => self.nodes[j].id.as_str(),
                 })
                 .collect();
+            check_whitening(node, &srcs, &input_shapes)?;
             let (output, params, macs) = infer(node, &input_shapes, &names)?;
             if output.numel() as u64 > MAX_TENSOR_ELEMENTS {
                 return Err(ArchError::TooLarge {
@@ -318,6 +322,56 @@ fn positive(node: &Node, what: &str, v: u32) -> Result<(), ArchError> {
     } else {
         Ok(())
     }
+}
+
+/// [`Init::PatchWhitening`] needs the image's patches: a plain `conv2d` (one group, no
+/// dilation) reading the input, with a patch of at most [`MAX_WHITENED_PATCH`] values.
+fn check_whitening(node: &Node, srcs: &[Source], shapes: &[Shape]) -> Result<(), ArchError> {
+    if node.init != Some(Init::PatchWhitening) {
+        return Ok(());
+    }
+    let Op::Conv2d {
+        kernel,
+        dilation,
+        groups,
+        ..
+    } = node.op
+    else {
+        return Err(hyper(
+            node,
+            format!(
+                "`init` patch_whitening applies to conv2d only, not {}",
+                node.op.name()
+            ),
+        ));
+    };
+    if srcs != [Source::Input] {
+        return Err(hyper(
+            node,
+            "`init` patch_whitening needs the image's patches: put it on a conv2d whose input is \"input\"".to_string(),
+        ));
+    }
+    if groups != 1 || dilation != 1 {
+        return Err(hyper(
+            node,
+            "`init` patch_whitening needs groups 1 and dilation 1".to_string(),
+        ));
+    }
+    let c = match shapes.first() {
+        Some(Shape::Map { c, .. }) => *c,
+        _ => 0,
+    };
+    let patch = c * (kernel as usize).pow(2);
+    if patch > MAX_WHITENED_PATCH {
+        return Err(hyper(
+            node,
+            format!(
+                "`init` patch_whitening whitens patches of at most {MAX_WHITENED_PATCH} values; \
+                 {c} channels x {kernel}x{kernel} is {patch}: use a smaller kernel"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_attributes(node: &Node) -> Result<(), ArchError> {

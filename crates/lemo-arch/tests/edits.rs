@@ -211,8 +211,34 @@ fn dense_layers_dropout_init_and_l2() -> Result<(), ArchError> {
     assert_eq!(rate(&ad.graph), Some(0.25));
 
     let awi = g.apply(Instruction::AddWeightInitializer, &task, 0)?;
+    // The convolution that reads the image is whitened, every other weighted layer He normal.
+    let weighted: Vec<_> = awi
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op.has_kernel())
+        .collect();
+    assert_eq!(
+        weighted.first().and_then(|n| n.init),
+        Some(lemo_arch::Init::PatchWhitening)
+    );
     assert!(
-        awi.graph
+        weighted
+            .iter()
+            .skip(1)
+            .all(|n| n.init == Some(lemo_arch::Init::HeNormal))
+    );
+    assert!(awi.note.contains("patch_whitening"), "{}", awi.note);
+    // Where the validator refuses whitening (a dilated stem), every layer gets He normal.
+    let mut dilated = g.clone();
+    if let Some(Op::Conv2d { dilation, .. }) = dilated.nodes.first_mut().map(|n| &mut n.op) {
+        *dilation = 2;
+    }
+    let plain = dilated.apply(Instruction::AddWeightInitializer, &task, 0)?;
+    assert!(plain.applied);
+    assert!(
+        plain
+            .graph
             .nodes
             .iter()
             .filter(|n| n.op.has_kernel())

@@ -319,7 +319,8 @@ filters, kernel, stride, padding, dilation
 - add (residual: inputs of equal shape), concat (along channels: equal height and width); both \
 need \"in\" with two or more ids
 Conv and dense nodes may set \"init\" (he_normal, he_uniform, glorot_normal, glorot_uniform, \
-lecun_normal) and \"l2\" (weight decay factor). The last node's output is the logits: a dense \
+lecun_normal; patch_whitening for a conv2d reading \"input\": filters from the training images' \
+patch statistics) and \"l2\" (weight decay factor). The last node's output is the logits: a dense \
 layer with one unit per class, after global_avg_pool or flatten. Keep feature maps at least 1x1.";
 
 /// The task in one paragraph.

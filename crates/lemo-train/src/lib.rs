@@ -17,6 +17,7 @@ pub mod kernels;
 pub mod memory;
 pub mod model;
 pub mod trainer;
+pub mod whiten;
 
 /// The training seam's types live in `lemo-core`; these modules keep their old paths.
 pub mod config {

@@ -16,7 +16,7 @@ use burn::nn::{
 };
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
-use burn::tensor::{Device, Tensor, activation};
+use burn::tensor::{Device, Tensor, TensorData, activation};
 use lemo_arch::{Init, Op, Padding, Shape, Source, ValidatedGraph};
 
 use crate::{TrainError, kernels};
@@ -149,6 +149,11 @@ fn initializer(init: Option<Init>) -> Option<Initializer> {
         Init::GlorotUniform => Initializer::XavierUniform { gain: 1.0 },
         Init::LecunNormal => Initializer::KaimingNormal {
             gain: 1.0,
+            fan_out_only: false,
+        },
+        // He normal until `GraphModel::whiten` sets the whitening filters from the data.
+        Init::PatchWhitening => Initializer::KaimingNormal {
+            gain: sqrt2,
             fan_out_only: false,
         },
     })
@@ -495,6 +500,66 @@ impl GraphModel {
             (Kind::Flatten, v @ Value::Vector(_)) => v,
             _ => return Err(bad("op applied to the wrong kind of input")),
         })
+    }
+
+    /// Sets the filters of every `init = patch_whitening` convolution of `network` (the
+    /// network this model was built from) from the patches of `set`, the training images,
+    /// normalised with `norm` (see [`crate::whiten`]); biases start at zero. Other layers are
+    /// untouched; a network without such a layer comes back as it was.
+    pub fn whiten(
+        mut self,
+        network: &ValidatedGraph,
+        set: &lemo_core::data::Dataset,
+        norm: &lemo_core::data::Normalization,
+    ) -> Result<Self, TrainError> {
+        for (node, step) in network.graph().nodes.iter().zip(&self.plan.steps) {
+            if node.init != Some(Init::PatchWhitening) {
+                continue;
+            }
+            let (Kind::Layer(i), Op::Conv2d { kernel, .. }) = (&step.kind, &node.op) else {
+                return Err(internal(format!(
+                    "{}: patch_whitening on a non-convolution",
+                    node.id
+                )));
+            };
+            let Some(Layer::Conv(conv)) = self.layers.get_mut(*i) else {
+                return Err(internal(format!("{}: no convolution layer", node.id)));
+            };
+            let [filters, in_c, k, _] = conv.weight.dims();
+            if in_c != set.shape[0] || k != *kernel as usize {
+                return Err(internal(format!(
+                    "{}: patch_whitening weight {:?} does not read the {:?} images",
+                    node.id,
+                    conv.weight.dims(),
+                    set.shape
+                )));
+            }
+            let Some((rows, n)) = crate::whiten::whitening_filters(set, norm, k, filters) else {
+                return Err(TrainError::Data(format!(
+                    "{}: no {k}x{k} patch to whiten in the training images",
+                    node.id
+                )));
+            };
+            let device = conv.weight.device();
+            let mut weight: Vec<f32> = conv
+                .weight
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| internal(format!("{}: weight data: {e:?}", node.id)))?;
+            if let Some(head) = weight.get_mut(..rows.len()) {
+                head.copy_from_slice(&rows);
+            }
+            debug_assert_eq!(rows.len(), n * in_c * k * k);
+            let tensor =
+                Tensor::<4>::from_data(TensorData::new(weight, [filters, in_c, k, k]), &device);
+            conv.weight = Param::from_tensor(tensor);
+            if let Some(bias) = &conv.bias {
+                let zeros = Tensor::<1>::zeros([filters], &bias.device());
+                conv.bias = Some(Param::from_tensor(zeros));
+            }
+        }
+        Ok(self)
     }
 
     /// Trainable parameters (conv and dense weights and biases, batch-norm gamma and beta) —

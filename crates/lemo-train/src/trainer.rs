@@ -350,7 +350,7 @@ pub fn train_and_measure(
     let device = config.device.device()?;
     device.seed(config.seed);
     let ad = device.clone().autodiff();
-    let mut model = GraphModel::new(network, &ad)?;
+    let model = GraphModel::new(network, &ad)?;
     let params = model.trainable_params();
 
     let fraction = config.budget.data_fraction;
@@ -367,6 +367,7 @@ pub fn train_and_measure(
         )));
     }
     let norm = Normalization::from_dataset(train_set);
+    let mut model = model.whiten(network, train_set, &norm)?;
     // Every evaluation pass of this run: same normalisation, batch and device.
     let eval = |model: &GraphModel, set: &Dataset, tta_flip: bool| {
         evaluate(model, set, &norm, config.eval_batch_size, tta_flip, &device)

@@ -81,6 +81,69 @@ fn learns_quadrants_and_reports_every_measurement() -> Result<(), TrainError> {
     Ok(())
 }
 
+/// The small CNN with a patch-whitening 2x2 stem (8 = 2 x 1 x 2 x 2 filters) in front.
+fn whitened_cnn() -> Graph {
+    let mut g = small_cnn();
+    let mut stem = lemo_arch::Node::new("w", lemo_arch::Op::conv_same(8, 2));
+    if let lemo_arch::Op::Conv2d { padding, .. } = &mut stem.op {
+        *padding = lemo_arch::Padding::Named(lemo_arch::PaddingMode::Valid);
+    }
+    stem.init = Some(lemo_arch::Init::PatchWhitening);
+    g.nodes.insert(0, stem);
+    g.nodes
+        .insert(1, lemo_arch::Node::new("wa", lemo_arch::Op::Relu));
+    g
+}
+
+#[test]
+fn patch_whitening_sets_the_stem_from_the_training_images_and_trains() -> Result<(), TrainError> {
+    use burn::tensor::Device;
+    use lemo_train::GraphModel;
+    use lemo_train::data::Normalization;
+    let network = validated(whitened_cnn(), task())?;
+    let data = splits(true);
+    let norm = Normalization::from_dataset(&data.train);
+    let model = GraphModel::new(&network, &Device::flex())?.whiten(&network, &data.train, &norm)?;
+    let (want, rows) =
+        lemo_train::whiten::whitening_filters(&data.train, &norm, 2, 8).expect("patches to whiten");
+    assert_eq!(rows, 8);
+    let Some(lemo_train::model::Layer::Conv(conv)) = model.layers.first() else {
+        panic!("the stem is the first layer");
+    };
+    let got: Vec<f32> = conv
+        .weight
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 weights");
+    assert_eq!(got, want);
+    let bias: Vec<f32> = conv
+        .bias
+        .as_ref()
+        .expect("a bias")
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 bias");
+    assert!(bias.iter().all(|b| *b == 0.0));
+    // Filter pairs are +v, -v.
+    for pair in got.chunks_exact(8) {
+        let (plus, minus) = pair.split_at(4);
+        assert!(plus.iter().zip(minus).all(|(p, m)| *p == -*m));
+    }
+    // The trainer whitens before training, and the network learns.
+    let eval = BurnTrainer::new().train(
+        &network,
+        &data,
+        &config(),
+        &NoMeter,
+        &mut Counter::default(),
+    )?;
+    assert_eq!(eval.status, Status::Completed);
+    assert!(eval.val_accuracy > 0.9, "A2 {}", eval.val_accuracy);
+    Ok(())
+}
+
 #[test]
 fn plateau_reduces_the_rate_and_early_stopping_stops() -> Result<(), TrainError> {
     // min_delta so large that nothing after the first epoch counts as an improvement.
