@@ -13,13 +13,21 @@
 //! fraction instead (with proxy seconds / long seconds, every network runs as many epochs in
 //! the proxy as in the long training). `--network FILE` (repeatable) adds a network file (the
 //! IR's JSON) to the list.
+//! `--curve T1,T2` measures the two-fidelity prediction instead: every network is trained with
+//! the final recipe for T1 and for T2 seconds, a [`lemo_metrics::LearningCurve`] (exponent
+//! [`lemo_metrics::DEFAULT_CURVE_EXPONENT`]) through the two validation accuracies predicts the
+//! long training's, and the rank agreement of the prediction (and of T2 alone) with the long
+//! training is reported.
 //! Prints a table, then one line:
-//! `proxy_agreement networks=N proxy_seconds=S long_seconds=L proxy_fraction=F spearman=R kendall=T`.
+//! `proxy_agreement networks=N proxy_seconds=S long_seconds=L proxy_fraction=F spearman=R kendall=T`,
+//! with `--curve`: `proxy_agreement networks=N curve=T1,T2 long_seconds=L spearman=R kendall=T
+//! t2_spearman=R2 t2_kendall=T2`.
 
 use std::process::ExitCode;
 
 use lemo_arch::{Graph, Instruction, Limits, Task, ValidatedGraph, ref_cnn, starter};
 use lemo_energy::NoMeter;
+use lemo_metrics::{DEFAULT_CURVE_EXPONENT, LearningCurve};
 use lemo_train::data::{DatasetSpec, Splits};
 use lemo_train::{BurnTrainer, NoObserver, TrainConfig, Trainer};
 
@@ -90,6 +98,7 @@ fn kendall(a: &[f64], b: &[f64]) -> f64 {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut dir, mut proxy, mut long, mut fraction) = (None, 90.0, 360.0, 1.0);
+    let mut curve: Option<(f64, f64)> = None;
     let mut files = Vec::new();
     while let Some(a) = args.next() {
         let mut number = |name: &str| -> Option<f64> {
@@ -117,6 +126,20 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--curve" => {
+                let parsed = args.next().and_then(|v| {
+                    let (a, b) = v.split_once(',')?;
+                    let (a, b): (f64, f64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                    (a > 0.0 && b > a).then_some((a, b))
+                });
+                match parsed {
+                    Some(c) => curve = Some(c),
+                    None => {
+                        eprintln!("--curve needs T1,T2 with 0 < T1 < T2 (seconds)");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             "--network" => match args.next() {
                 Some(f) => files.push(std::path::PathBuf::from(f)),
                 None => {
@@ -128,7 +151,7 @@ fn main() -> ExitCode {
             _ => {
                 eprintln!(
                     "usage: proxy_agreement DATA_DIR [--proxy-seconds S] [--long-seconds L] \
-                     [--proxy-fraction F] [--network FILE]..."
+                     [--proxy-fraction F] [--curve T1,T2] [--network FILE]..."
                 );
                 return ExitCode::from(2);
             }
@@ -138,7 +161,7 @@ fn main() -> ExitCode {
         eprintln!("usage: proxy_agreement DATA_DIR (CIFAR-10 binary batches or image folders)");
         return ExitCode::from(2);
     };
-    match run(&spec, proxy, long, fraction, &files) {
+    match run(&spec, proxy, long, fraction, curve, &files) {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
@@ -155,6 +178,7 @@ fn run(
     proxy: f64,
     long: f64,
     fraction: f64,
+    curve: Option<(f64, f64)>,
     files: &[std::path::PathBuf],
 ) -> Result<String, Box<dyn std::error::Error>> {
     let data = spec.load()?;
@@ -183,9 +207,6 @@ fn run(
     longer.inference = None;
     longer.evaluate_test = false;
 
-    let mut rows = Vec::new();
-    println!("| network | params | proxy A2 | long A2 | long epochs |");
-    println!("|---|---|---|---|---|");
     let mut list = networks(&task);
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
@@ -196,6 +217,12 @@ fn run(
         );
         list.push((name, graph));
     }
+    if let Some((t1, t2)) = curve {
+        return curve_agreement(&splits, &task, list, (t1, t2), &longer);
+    }
+    let mut rows = Vec::new();
+    println!("| network | params | proxy A2 | long A2 | long epochs |");
+    println!("|---|---|---|---|---|");
     for (name, graph) in list {
         let network = ValidatedGraph::new(graph, &task)?;
         let mut trainer = BurnTrainer::new();
@@ -217,5 +244,60 @@ fn run(
         a.len(),
         spearman(&a, &b),
         kendall(&a, &b)
+    ))
+}
+
+/// The `--curve` mode: each network trained with the final recipe for `t1`, `t2` and the long
+/// time; the learning curve through the first two predicts the third.
+fn curve_agreement(
+    splits: &Splits,
+    task: &Task,
+    list: Vec<(String, Graph)>,
+    (t1, t2): (f64, f64),
+    longer: &TrainConfig,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let long = longer.budget.max_wall_seconds.unwrap_or(0.0);
+    let at = |seconds: f64| {
+        let mut c = longer.clone();
+        c.budget.max_wall_seconds = Some(seconds);
+        c
+    };
+    let (first, second) = (at(t1), at(t2));
+    println!(
+        "| network | params | A2 at {t1} s | A2 at {t2} s | predicted A2 at {long} s | A2 at {long} s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let (mut predicted, mut second_only, mut measured) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, graph) in list {
+        let network = ValidatedGraph::new(graph, task)?;
+        let mut trainer = BurnTrainer::new();
+        let a1 = trainer.train(&network, splits, &first, &NoMeter, &mut NoObserver)?;
+        let a2 = trainer.train(&network, splits, &second, &NoMeter, &mut NoObserver)?;
+        let l = trainer.train(&network, splits, longer, &NoMeter, &mut NoObserver)?;
+        let p = LearningCurve::through(
+            (t1, a1.val_accuracy),
+            (t2, a2.val_accuracy),
+            DEFAULT_CURVE_EXPONENT,
+        )
+        .map_or(a2.val_accuracy, |c| c.at(long));
+        println!(
+            "| {name} | {} | {:.4} | {:.4} | {p:.4} | {:.4} |",
+            network.params(),
+            a1.val_accuracy,
+            a2.val_accuracy,
+            l.val_accuracy
+        );
+        predicted.push(p);
+        second_only.push(a2.val_accuracy);
+        measured.push(l.val_accuracy);
+    }
+    Ok(format!(
+        "proxy_agreement networks={} curve={t1},{t2} long_seconds={long} spearman={:.3} \
+         kendall={:.3} t2_spearman={:.3} t2_kendall={:.3}",
+        measured.len(),
+        spearman(&predicted, &measured),
+        kendall(&predicted, &measured),
+        spearman(&second_only, &measured),
+        kendall(&second_only, &measured)
     ))
 }

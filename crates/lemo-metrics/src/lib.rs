@@ -14,6 +14,7 @@
 #![warn(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod codes;
+mod curve;
 mod effectiveness;
 mod error;
 mod observed;
@@ -22,6 +23,7 @@ mod presets;
 mod user;
 
 pub use codes::{Metric, Priority, Threshold};
+pub use curve::{DEFAULT_CURVE_EXPONENT, LearningCurve};
 pub use effectiveness::{
     Effectiveness, LinearRatio, Normalisation, NormalisationChoice, RunRange, SaturatingRatio,
 };
