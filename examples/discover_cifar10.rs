@@ -3,7 +3,7 @@
 //! starter) trained with the same final recipe for the same time, as the baseline.
 //!
 //! ```sh
-//! cargo run --release --example discover_cifar10 -- DATA_DIR --minutes 30 [--config FILE] [--no-baseline]
+//! cargo run --release --example discover_cifar10 -- DATA_DIR --minutes 30 [--config FILE] [--no-baseline] [--curve T1,T2]
 //! ```
 //!
 //! DATA_DIR holds CIFAR-10 as the binary batches (`cifar-10-batches-bin/`, or that folder
@@ -20,6 +20,11 @@
 //! clock: the proxy ranks networks by what they reach in a fixed time, which is what the final
 //! training, itself a fixed time, rewards. The final training uses `fast_final` for its share.
 //!
+//! `--curve T1,T2` ranks candidates by a learning-curve proxy instead (`budget.curve`,
+//! docs/training.md): each candidate is trained for T1 and for T2 seconds (flip TTA on the
+//! validation split, as the final training measures), and the search's A2 is the curve's
+//! prediction for the final training's time. A candidate then costs T1 + T2 seconds.
+//!
 //! The last line is exactly:
 //! `discover_cifar10 minutes=N test_accuracy=0.xxxx starter_test_accuracy=0.xxxx best_iteration=K iterations=I`
 //! (`starter_test_accuracy=none` with `--no-baseline`).
@@ -30,12 +35,12 @@ use std::time::Instant;
 
 use lemo::event::{Event, IterationOutcome};
 use lemo::{Discovery, RunConfig, RunObserver, SearchBase};
-use lemo_metrics::PaperDataset;
+use lemo_metrics::{DEFAULT_CURVE_EXPONENT, PaperDataset};
 use lemo_train::data::DatasetSpec;
-use lemo_train::{EpochStats, TrainConfig, TrainObserver};
+use lemo_train::{CurveProxy, EpochStats, TrainConfig, TrainObserver};
 
-const USAGE: &str =
-    "usage: discover_cifar10 DATA_DIR --minutes N [--config RUN_CONFIG.toml] [--no-baseline]";
+const USAGE: &str = "usage: discover_cifar10 DATA_DIR --minutes N [--config RUN_CONFIG.toml] \
+                     [--no-baseline] [--curve T1,T2]";
 
 /// The command line.
 struct Args {
@@ -43,11 +48,14 @@ struct Args {
     minutes: f64,
     config: Option<PathBuf>,
     baseline: bool,
+    /// The learning-curve proxy's two training lengths, seconds.
+    curve: Option<(f64, f64)>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut minutes, mut config, mut baseline) = (None, None, None, true);
+    let mut curve = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--minutes" => {
@@ -62,6 +70,18 @@ fn parse_args() -> Result<Args, String> {
             }
             "--config" => config = Some(args.next().ok_or("--config needs a file")?.into()),
             "--no-baseline" => baseline = false,
+            "--curve" => {
+                let v = args.next().ok_or("--curve needs T1,T2")?;
+                let parsed = v.split_once(',').and_then(|(a, b)| {
+                    Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?))
+                });
+                match parsed {
+                    Some((a, b)) if a.is_finite() && b.is_finite() && a > 0.0 && b > a => {
+                        curve = Some((a, b));
+                    }
+                    _ => return Err(format!("--curve {v}: give T1,T2 seconds with 0 < T1 < T2")),
+                }
+            }
             "-h" | "--help" => return Err(String::new()),
             other if data.is_none() && !other.starts_with('-') => data = Some(other.into()),
             other => return Err(format!("unexpected argument `{other}`")),
@@ -72,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
         minutes: minutes.ok_or("--minutes N is missing")?,
         config,
         baseline,
+        curve,
     })
 }
 
@@ -238,13 +259,28 @@ fn run(args: &Args) -> Result<String, String> {
     }
     let search = 0.4 * rest;
     let final_seconds = rest - search;
-    let candidate = (search / 8.0).clamp(30.0, 240.0);
     let per_candidate_overhead = 25.0;
 
     let mut search_recipe = TrainConfig::fast_search();
     search_recipe.epochs = 200;
     search_recipe.budget.data_fraction = 1.0;
-    search_recipe.budget.max_wall_seconds = Some(candidate);
+    let candidate = match args.curve {
+        None => {
+            let candidate = (search / 8.0).clamp(30.0, 240.0);
+            search_recipe.budget.max_wall_seconds = Some(candidate);
+            candidate
+        }
+        Some((first, second)) => {
+            search_recipe.budget.max_wall_seconds = Some(second);
+            search_recipe.budget.curve = Some(CurveProxy {
+                first_seconds: first,
+                target_seconds: final_seconds.max(second * 1.01),
+                exponent: DEFAULT_CURVE_EXPONENT,
+            });
+            search_recipe.tta_flip = true;
+            first + second
+        }
+    };
     config.search.training = search_recipe;
     let mut final_recipe = TrainConfig::fast_final();
     final_recipe.epochs = 500;

@@ -34,9 +34,9 @@ pub mod observer {
 
 pub use device::{BurnDevice, DeviceChoice};
 pub use lemo_core::train::{
-    AdamSettings, Budget, Decay, EarlyStopping, EpochStats, Evaluation, InferenceBench,
-    InferenceReport, NoObserver, OptimizerKind, Plateau, Schedule, SgdSettings, Status,
-    TrainConfig, TrainError, TrainObserver, Trainer,
+    AdamSettings, Budget, CurvePrediction, CurveProxy, Decay, EarlyStopping, EpochStats,
+    Evaluation, InferenceBench, InferenceReport, NoObserver, OptimizerKind, Plateau, Schedule,
+    SgdSettings, Status, TrainConfig, TrainError, TrainObserver, Trainer,
 };
 pub use model::GraphModel;
 pub use trainer::{BurnTrainer, TrainedModel, evaluate, measure_inference, train_and_measure};

@@ -19,9 +19,10 @@ use crate::TrainError;
 use crate::config::{InferenceBench, OptimizerKind, TrainConfig};
 use crate::data::{Batch, Batcher, Dataset, Normalization, Splits};
 use crate::device::{BurnDevice, DeviceChoice};
-use crate::evaluation::{EpochStats, Evaluation, InferenceReport, Status};
+use crate::evaluation::{CurvePrediction, EpochStats, Evaluation, InferenceReport, Status};
 use crate::model::GraphModel;
 use crate::observer::TrainObserver;
+use lemo_core::metrics::LearningCurve;
 use lemo_core::train::Trainer;
 
 /// The burn implementation of [`Trainer`]: builds a [`GraphModel`] on the configured device,
@@ -340,6 +341,21 @@ pub fn train_and_measure(
 ) -> Result<TrainedModel, TrainError> {
     let started = Instant::now();
     config.check()?;
+    // A learning-curve proxy: the first, shorter training comes first (a whole training with
+    // its schedule fitted to its length); the rest of this function is the second.
+    let first = match config.budget.curve {
+        Some(curve) => {
+            let mut short = config.clone();
+            short.budget.curve = None;
+            short.budget.max_wall_seconds = Some(curve.first_seconds);
+            short.inference = None;
+            short.evaluate_test = false;
+            observer.on_phase("learning curve: first training");
+            let trained = train_and_measure(network, data, &short, meter, observer)?;
+            trained.evaluation.map(|e| (curve, e))
+        }
+        None => None,
+    };
     let task = network.task();
     config.check_for_images(task.input[1], task.input[2])?;
     check_data(task, "training", &data.train)?;
@@ -530,6 +546,26 @@ pub fn train_and_measure(
             evaluation.inference = Some(measure_inference(
                 &deployed, &data.val, &norm, &bench, &device, meter,
             )?);
+        }
+    }
+    if let (Some((curve, first)), Some(second)) = (first, config.budget.max_wall_seconds)
+        && status.is_usable()
+        && first.status.is_usable()
+    {
+        let predicted = LearningCurve::through(
+            (curve.first_seconds, first.val_accuracy),
+            (second, evaluation.val_accuracy),
+            curve.exponent,
+        )
+        .map(|c| c.at(curve.target_seconds));
+        if let Some(predicted_val_accuracy) = predicted {
+            evaluation.curve = Some(CurvePrediction {
+                first_seconds: curve.first_seconds,
+                first_val_accuracy: first.val_accuracy,
+                second_seconds: second,
+                target_seconds: curve.target_seconds,
+                predicted_val_accuracy,
+            });
         }
     }
     evaluation.total_seconds = started.elapsed().as_secs_f64();

@@ -324,6 +324,90 @@ fn a_trained_network_saves_loads_and_evaluates_the_same() -> Result<(), TrainErr
 }
 
 #[test]
+fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), TrainError> {
+    use lemo_core::metrics::LearningCurve;
+    use lemo_train::CurveProxy;
+    let mut curved = TrainConfig {
+        epochs: 3,
+        inference: None,
+        evaluate_test: false,
+        ..config()
+    };
+    curved.budget.max_wall_seconds = Some(30.0);
+    curved.budget.curve = Some(CurveProxy {
+        first_seconds: 10.0,
+        target_seconds: 300.0,
+        exponent: 0.5,
+    });
+    let mut counter = Counter::default();
+    let eval = BurnTrainer::new().train(
+        &validated(small_cnn(), task())?,
+        &splits(false),
+        &curved,
+        &NoMeter,
+        &mut counter,
+    )?;
+    // Two whole trainings (three epochs each: the wall budgets are far away).
+    assert_eq!(counter.ended.len(), 6);
+    assert_eq!(eval.history.len(), 3);
+    assert!(
+        counter
+            .phases
+            .iter()
+            .any(|p| p.starts_with("learning curve"))
+    );
+    let c = eval.curve.expect("a prediction");
+    assert_eq!(
+        (c.first_seconds, c.second_seconds, c.target_seconds),
+        (10.0, 30.0, 300.0)
+    );
+    let want = LearningCurve::through((10.0, c.first_val_accuracy), (30.0, eval.val_accuracy), 0.5)
+        .expect("a curve")
+        .at(300.0);
+    assert!((c.predicted_val_accuracy - want).abs() < 1e-12);
+    assert_eq!(eval.ranked_val_accuracy(), c.predicted_val_accuracy);
+    // Serialised with the evaluation, and absent from one without a curve.
+    let json = serde_json::to_string(&eval).expect("serialises");
+    assert!(json.contains("predicted_val_accuracy"));
+    let plain = BurnTrainer::new().train(
+        &validated(small_cnn(), task())?,
+        &splits(false),
+        &TrainConfig {
+            epochs: 1,
+            inference: None,
+            evaluate_test: false,
+            ..config()
+        },
+        &NoMeter,
+        &mut lemo_train::NoObserver,
+    )?;
+    assert!(plain.curve.is_none());
+    assert_eq!(plain.ranked_val_accuracy(), plain.val_accuracy);
+
+    // Bad settings are config errors that name the key.
+    for (first, target, exponent, key) in [
+        (30.0, 300.0, 0.5, "budget.curve.first_seconds"),
+        (10.0, 20.0, 0.5, "budget.curve.target_seconds"),
+        (10.0, 300.0, 0.0, "budget.curve.exponent"),
+    ] {
+        let mut bad = curved.clone();
+        bad.budget.curve = Some(CurveProxy {
+            first_seconds: first,
+            target_seconds: target,
+            exponent,
+        });
+        match bad.check() {
+            Err(TrainError::Config(m)) => assert!(m.contains(key), "{m}"),
+            other => panic!("{key}: expected a config error, got {other:?}"),
+        }
+    }
+    let mut no_second = curved.clone();
+    no_second.budget.max_wall_seconds = None;
+    assert!(matches!(no_second.check(), Err(TrainError::Config(m)) if m.contains("budget.curve")));
+    Ok(())
+}
+
+#[test]
 fn bad_inputs_are_typed_errors() {
     let mut trainer = BurnTrainer::new();
     let run = |trainer: &mut BurnTrainer, graph: &Graph, task: &Task, config: &TrainConfig| {

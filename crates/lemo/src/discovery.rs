@@ -1938,7 +1938,9 @@ pub fn observe(ev: &Evaluation, analysis: &lemo_arch::Analysis) -> Observed {
     });
     Observed {
         a1: ev.train_accuracy,
-        a2: ev.val_accuracy,
+        // The search's A2: a learning-curve proxy's prediction for the final training's length
+        // when the search recipe asks for one (`budget.curve`), else the measured accuracy.
+        a2: ev.ranked_val_accuracy(),
         e1_kwh: ev.train_energy.total_kwh(),
         e2_kwh: ev.val_energy.total_kwh(),
         fps: inf.map_or(0.0, |i| i.fps_large_batch),

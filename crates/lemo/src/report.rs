@@ -551,6 +551,25 @@ fn iterations_section(w: &mut String, h: &RunHistory) {
             }
         }
     }
+    if let Some(c) = h
+        .start
+        .as_ref()
+        .and_then(|s| s.config.search.training.budget.curve)
+    {
+        let second = h
+            .start
+            .as_ref()
+            .and_then(|s| s.config.search.training.budget.max_wall_seconds)
+            .unwrap_or(0.0);
+        let _ = writeln!(
+            w,
+            "\nA2 here is predicted, not measured: each candidate was trained for {:.0} s and for \
+             {second:.0} s, and the learning curve through the two validation accuracies \
+             (exponent {}) gives its A2 after the final training's {:.0} s (the journal's \
+             `evaluated` events hold both measurements).",
+            c.first_seconds, c.exponent, c.target_seconds
+        );
+    }
     let _ = writeln!(
         w,
         "\n★ best by CM. Pareto front (A2, F up; E1+E2, P down): {:?}.",

@@ -318,6 +318,11 @@ pub struct Budget {
     /// Stop training after this many seconds of wall clock (checked after every batch); the
     /// candidate is then measured as it is.
     pub max_wall_seconds: Option<f64>,
+    /// A learning-curve proxy: train twice (first for `curve.first_seconds`, then for
+    /// `max_wall_seconds`) and predict the validation accuracy of a training of
+    /// `curve.target_seconds` ([`CurveProxy`]). `None`: one training, measured as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub curve: Option<CurveProxy>,
 }
 
 impl Default for Budget {
@@ -325,8 +330,31 @@ impl Default for Budget {
         Self {
             data_fraction: 1.0,
             max_wall_seconds: None,
+            curve: None,
         }
     }
+}
+
+/// How a search predicts what the final training will make of a candidate: two whole trainings
+/// of different lengths (each with its schedule fitted to its length), and the power-law
+/// learning curve through their validation accuracies ([`lemo_metrics::LearningCurve`])
+/// evaluated at the final training's length. A short proxy alone ranks networks that learn
+/// fast per second first; the curve also sees how fast each one is still improving
+/// (docs/results.md).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurveProxy {
+    /// Seconds of the first, shorter training (the second runs `budget.max_wall_seconds`).
+    pub first_seconds: f64,
+    /// Seconds of the training whose validation accuracy is predicted (the final training's).
+    pub target_seconds: f64,
+    /// The learning curve's exponent.
+    #[serde(default = "default_curve_exponent")]
+    pub exponent: f64,
+}
+
+fn default_curve_exponent() -> f64 {
+    lemo_metrics::DEFAULT_CURVE_EXPONENT
 }
 
 /// How inference speed is measured (on the deployment form, device synchronised).
@@ -449,6 +477,7 @@ impl TrainConfig {
             budget: Budget {
                 data_fraction: 0.5,
                 max_wall_seconds: None,
+                curve: None,
             },
             tta_flip: false,
             evaluate_test: false,
@@ -494,6 +523,7 @@ impl TrainConfig {
             budget: Budget {
                 data_fraction: fraction,
                 max_wall_seconds: None,
+                curve: None,
             },
             inference: None,
             ..Self::paper_search()
@@ -569,6 +599,33 @@ impl TrainConfig {
             && (s.is_nan() || s <= 0.0)
         {
             return bad(format!("budget.max_wall_seconds {s} must be positive"));
+        }
+        if let Some(c) = self.budget.curve {
+            let Some(second) = self.budget.max_wall_seconds else {
+                return bad(
+                    "budget.curve needs budget.max_wall_seconds (the second training's length)"
+                        .into(),
+                );
+            };
+            if !(c.first_seconds.is_finite() && c.first_seconds > 0.0 && c.first_seconds < second) {
+                return bad(format!(
+                    "budget.curve.first_seconds {} must be positive and below \
+                     budget.max_wall_seconds {second}",
+                    c.first_seconds
+                ));
+            }
+            if !(c.target_seconds.is_finite() && c.target_seconds > second) {
+                return bad(format!(
+                    "budget.curve.target_seconds {} must be above budget.max_wall_seconds {second}",
+                    c.target_seconds
+                ));
+            }
+            if !(c.exponent.is_finite() && c.exponent > 0.0) {
+                return bad(format!(
+                    "budget.curve.exponent {} must be positive",
+                    c.exponent
+                ));
+            }
         }
         if self.divergence_loss.is_nan() || self.divergence_loss <= 0.0 {
             return bad("divergence_loss must be positive".into());

@@ -126,11 +126,38 @@ pub struct Evaluation {
     pub train_seconds: f64,
     /// Wall-clock seconds of everything (training, evaluation, measurement).
     pub total_seconds: f64,
+    /// With a learning-curve proxy ([`crate::train::CurveProxy`]): both trainings' validation
+    /// accuracies and the prediction for the target length. Every other field describes the
+    /// second training (`total_seconds` includes the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve: Option<CurvePrediction>,
+}
+
+/// What a learning-curve proxy measured and predicted.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct CurvePrediction {
+    /// Length of the first training, seconds.
+    pub first_seconds: f64,
+    /// Validation accuracy after the first training.
+    pub first_val_accuracy: f64,
+    /// Length of the second training, seconds (its accuracy is `Evaluation::val_accuracy`).
+    pub second_seconds: f64,
+    /// The length the prediction is for, seconds.
+    pub target_seconds: f64,
+    /// The predicted validation accuracy after a training of `target_seconds`.
+    pub predicted_val_accuracy: f64,
 }
 
 impl Evaluation {
     /// Epochs run.
     pub fn epochs(&self) -> usize {
         self.history.len()
+    }
+
+    /// A2 as the search ranks it: the learning curve's prediction when a curve proxy made one,
+    /// else the measured validation accuracy.
+    pub fn ranked_val_accuracy(&self) -> f64 {
+        self.curve
+            .map_or(self.val_accuracy, |c| c.predicted_val_accuracy)
     }
 }

@@ -15,11 +15,11 @@ pub mod evaluation;
 pub mod observer;
 
 pub use config::{
-    AdamSettings, Budget, Decay, EarlyStopping, InferenceBench, OptimizerKind, Plateau, Schedule,
-    SgdSettings, TrainConfig,
+    AdamSettings, Budget, CurveProxy, Decay, EarlyStopping, InferenceBench, OptimizerKind, Plateau,
+    Schedule, SgdSettings, TrainConfig,
 };
 pub use error::TrainError;
-pub use evaluation::{EpochStats, Evaluation, InferenceReport, Status};
+pub use evaluation::{CurvePrediction, EpochStats, Evaluation, InferenceReport, Status};
 pub use observer::{NoObserver, TrainObserver};
 
 /// Where training and measurement run. Every variant exists in every build (so a config file
