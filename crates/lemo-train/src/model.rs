@@ -534,7 +534,7 @@ impl GraphModel {
                     set.shape
                 )));
             }
-            let Some((rows, n)) = crate::whiten::whitening_filters(set, norm, k, filters) else {
+            let Some((rows, _)) = crate::whiten::whitening_filters(set, norm, k, filters) else {
                 return Err(TrainError::Data(format!(
                     "{}: no {k}x{k} patch to whiten in the training images",
                     node.id
@@ -550,7 +550,6 @@ impl GraphModel {
             if let Some(head) = weight.get_mut(..rows.len()) {
                 head.copy_from_slice(&rows);
             }
-            debug_assert_eq!(rows.len(), n * in_c * k * k);
             let tensor =
                 Tensor::<4>::from_data(TensorData::new(weight, [filters, in_c, k, k]), &device);
             conv.weight = Param::from_tensor(tensor);

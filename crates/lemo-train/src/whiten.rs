@@ -69,15 +69,7 @@ fn second_moment(set: &Dataset, norm: &Normalization, kernel: usize) -> Option<V
     let mut pixels = vec![0.0f32; image_len];
     let mut patch = vec![0.0f64; d];
     for img in set.images.chunks_exact(image_len).step_by(step) {
-        for ((plane, dst), &(s, o)) in img
-            .chunks_exact(h * w)
-            .zip(pixels.chunks_exact_mut(h * w))
-            .zip(&scale_offset)
-        {
-            for (d, &p) in dst.iter_mut().zip(plane) {
-                *d = f32::from(p) * s + o;
-            }
-        }
+        crate::data::normalize_into(img, h * w, &scale_offset, &mut pixels);
         for y in 0..=h - kernel {
             for x in 0..=w - kernel {
                 let mut k = 0;

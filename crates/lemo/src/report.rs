@@ -577,16 +577,8 @@ fn iterations_section(w: &mut String, h: &RunHistory) {
             }
         }
     }
-    if let Some(c) = h
-        .start
-        .as_ref()
-        .and_then(|s| s.config.search.training.budget.curve)
-    {
-        let second = h
-            .start
-            .as_ref()
-            .and_then(|s| s.config.search.training.budget.max_wall_seconds)
-            .unwrap_or(0.0);
+    let budget = h.start.as_ref().map(|s| s.config.search.training.budget);
+    if let Some((c, second)) = budget.and_then(|b| Some((b.curve?, b.max_wall_seconds?))) {
         let _ = writeln!(
             w,
             "\nA2 here is predicted, not measured: each candidate was trained for {:.0} s and for \

@@ -19,6 +19,7 @@ mod pickle;
 mod spec;
 mod util;
 
+pub(crate) use augment::normalize_into;
 pub use batch::{Batch, Batcher};
 pub use cifar::{Cifar100Labels, load_cifar10, load_cifar100};
 pub use digits::{EMBEDDED_DIGITS_CSV_GZ, load_digits, parse_digits_csv};
