@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             notes: String::new(),
             seed,
+            candidate: 0,
         };
         let mut request = architect.request(&brief, architect.initial_prompt(&brief)?);
         request.max_tokens = std::env::var("LEMO_BENCH_MAX_TOKENS")

@@ -16,6 +16,7 @@ fn main() -> Result<(), LlmError> {
         },
         notes: String::new(),
         seed: 42,
+        candidate: 0,
     };
     let previous = lemo_arch::starter(&brief.task);
     let params = previous

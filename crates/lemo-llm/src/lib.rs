@@ -37,6 +37,7 @@
 //!     task: Task { input: [3, 32, 32], classes: 10, limits: Limits::default() },
 //!     notes: String::new(),
 //!     seed: 7,
+//!     candidate: 0,
 //! };
 //! let proposal = block_on(architect.propose_initial(&brief))?;
 //! assert!(proposal.design().is_some());

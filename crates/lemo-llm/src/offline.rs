@@ -29,7 +29,9 @@ impl Default for OfflineConfig {
 
 /// Starts from [`lemo_arch::starter`] and applies the resolved instructions (strongest first,
 /// at most `max_edits` a round) as [`Graph::apply`] edits, each seeded from the run seed, the
-/// round and its rank: the same seed gives the same sequence of networks.
+/// round and its rank: the same seed gives the same sequence of networks. Candidate `c` of an
+/// iteration ([`TaskBrief::candidate`]) starts at the `c`-th strongest instruction instead, so
+/// with `max_edits = 1` and k candidates one iteration compares the k strongest instructions.
 #[derive(Debug, Clone, Default)]
 pub struct OfflineArchitect {
     config: OfflineConfig,
@@ -95,12 +97,15 @@ impl OfflineArchitect {
                 ),
             }
         }
-        for (rank, instruction) in feedback
-            .command
-            .instructions()
-            .take(self.config.max_edits)
-            .enumerate()
-        {
+        // Candidate c of an iteration starts at the c-th strongest instruction (wrapping), so
+        // the candidates of one iteration follow different instructions of the same command.
+        let resolved: Vec<_> = feedback.command.instructions().collect();
+        let start = match resolved.len() {
+            0 => 0,
+            len => brief.candidate % len,
+        };
+        let rotated = resolved.iter().cycle().skip(start).take(resolved.len());
+        for (rank, &instruction) in rotated.take(self.config.max_edits).enumerate() {
             let seed = mix(brief.seed, u64::from(feedback.round), rank as u64);
             match graph.apply(instruction, &brief.task, seed) {
                 Ok(edit) => {

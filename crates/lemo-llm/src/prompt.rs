@@ -453,6 +453,7 @@ mod tests {
             },
             notes: String::new(),
             seed: 1,
+            candidate: 0,
         };
         let system = book
             .system_message(&brief, &lemo_arch::json_schema())

@@ -55,6 +55,7 @@ fn digits_brief(seed: u64) -> TaskBrief {
         },
         notes: String::new(),
         seed,
+        candidate: 0,
     }
 }
 

@@ -159,6 +159,40 @@ fn at_most_max_edits_strongest_first() -> TestResult {
 }
 
 #[test]
+fn candidate_c_starts_at_the_c_th_strongest_instruction() -> TestResult {
+    let architect = OfflineArchitect::new(OfflineConfig { max_edits: 1 });
+    let order = [
+        Instruction::AddWeightInitializer,
+        Instruction::AddDropout,
+        Instruction::AddRegularization,
+    ];
+    let fb = feedback(1, &order);
+    let mut hashes = std::collections::HashSet::new();
+    // Candidates 0..3 follow one instruction each, in order; candidate 3 wraps to the first.
+    for (c, expected) in ["AWI", "AD", "AR", "AWI"].iter().enumerate() {
+        let b = lemo_llm::TaskBrief {
+            candidate: c,
+            ..brief()
+        };
+        let (graph, notes) = architect.next_graph(&b, &fb);
+        let codes: Vec<&str> = notes.iter().filter_map(|n| n.split(':').next()).collect();
+        assert_eq!(codes, [*expected], "candidate {c}: {notes:?}");
+        hashes.insert(graph.canonical_hash());
+    }
+    assert_eq!(hashes.len(), 3, "three instructions, three networks");
+    // With max_edits 2, candidate 2 takes the third and (wrapping) the first.
+    let two = OfflineArchitect::new(OfflineConfig { max_edits: 2 });
+    let b = lemo_llm::TaskBrief {
+        candidate: 2,
+        ..brief()
+    };
+    let (_, notes) = two.next_graph(&b, &fb);
+    let codes: Vec<&str> = notes.iter().filter_map(|n| n.split(':').next()).collect();
+    assert_eq!(codes, ["AR", "AWI"]);
+    Ok(())
+}
+
+#[test]
 fn default_configuration_is_offline_and_named_as_such() -> TestResult {
     let architect = ArchitectConfig::default().build()?;
     assert_eq!(architect.name(), "offline (rule-following, no LLM)");

@@ -199,6 +199,7 @@ pub fn check_architect_with(
         task: task.clone(),
         notes: String::new(),
         seed: 7,
+        candidate: 0,
     };
     let mut command = Command::new();
     command.add(Instruction::AddConvLayer, 1.0);

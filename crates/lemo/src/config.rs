@@ -303,8 +303,24 @@ pub struct SearchSection {
     /// networks from the same feedback, all are evaluated, and the best by CM is the
     /// iteration's network.
     pub candidates: usize,
+    /// Candidates of the first iteration (`None`: `candidates`). `1` evaluates the architect's
+    /// first network alone, the reference every later candidate is compared with: the offline
+    /// architect has only one first network (the starter), so more would be exploratory edits
+    /// of it, and a tight budget is better spent comparing instructions from iteration 2 on.
+    pub first_candidates: Option<usize>,
     /// How each candidate is trained (preset `paper_search` by default).
     pub training: TrainConfig,
+}
+
+impl SearchSection {
+    /// Candidates of iteration `n` (1-based): `first_candidates` for the first, if set, else
+    /// `candidates`.
+    pub fn candidates_in(&self, n: usize) -> usize {
+        match self.first_candidates {
+            Some(first) if n == 1 => first,
+            _ => self.candidates,
+        }
+    }
 }
 
 /// `[final]`: retraining the best network after the search (paper, section 4.1). In TOML the
@@ -316,8 +332,32 @@ pub struct FinalSection {
     /// After the final training, also train the run's first network (the starter) with the
     /// same recipe and seed, so the report can say whether the search beat it (off by default).
     pub baseline: bool,
+    /// Wall-clock seconds for the search and the final training together (off by default).
+    /// When set, the final training's wall-clock budget is what the search left of it (this
+    /// minus the search's seconds, summed over iterations), and never less than the recipe's
+    /// own `budget.max_wall_seconds`: time a search leaves unused goes to the final training.
+    /// The baseline trains for the same length.
+    pub total_wall_seconds: Option<f64>,
     /// The training recipe (preset `paper_final` by default).
     pub training: TrainConfig,
+}
+
+impl FinalSection {
+    /// The final recipe for a search that took `searched` seconds: `training`, with its
+    /// wall-clock budget raised to what `total_wall_seconds` leaves, when that is set.
+    pub fn recipe_after(&self, searched: f64) -> TrainConfig {
+        let mut recipe = self.training.clone();
+        if let Some(total) = self.total_wall_seconds {
+            let left = (total - searched).max(1.0);
+            recipe.budget.max_wall_seconds = Some(
+                recipe
+                    .budget
+                    .max_wall_seconds
+                    .map_or(left, |own| own.max(left)),
+            );
+        }
+        recipe
+    }
 }
 
 /// `[termination]`: the search stops at the first condition that holds.
@@ -561,6 +601,9 @@ impl RunConfig {
             .accounting
             .validate()
             .map_err(|e| key_err("energy.accounting", e))?;
+        if self.search.first_candidates == Some(0) {
+            return Err(key_err("search.first_candidates", "must be at least 1"));
+        }
         if self.search.candidates == 0 {
             return Err(key_err("search.candidates", "must be at least 1"));
         }
@@ -749,25 +792,29 @@ fn search_from(mut v: Value) -> Result<SearchSection, ConfigError> {
             ));
         }
     };
-    let candidates = match &mut v {
-        Value::Object(m) => match m.remove("candidates") {
-            None => 1,
+    let mut count = |key: &str| match &mut v {
+        Value::Object(m) => match m.remove(key) {
+            None => Ok(None),
             Some(c) => c
                 .as_u64()
                 .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
                 .ok_or_else(|| {
                     key_err(
-                        "search.candidates",
+                        format!("search.{key}"),
                         format!("must be a whole number, got {c}"),
                     )
-                })?,
+                }),
         },
-        _ => return Err(key_err("search", "must be a table")),
+        _ => Err(key_err("search", "must be a table")),
     };
+    let candidates = count("candidates")?.unwrap_or(1);
+    let first_candidates = count("first_candidates")?;
     let training = train_from("search", v, TrainConfig::paper_search())?;
     Ok(SearchSection {
         base,
         candidates,
+        first_candidates,
         training,
     })
 }
@@ -819,6 +866,9 @@ impl Serialize for SearchSection {
             if self.candidates != 1 {
                 m.insert("candidates".into(), Value::from(self.candidates));
             }
+            if let Some(first) = self.first_candidates {
+                m.insert("first_candidates".into(), Value::from(first));
+            }
         }
         v.serialize(s)
     }
@@ -838,10 +888,26 @@ fn final_from(mut v: Value) -> Result<FinalSection, ConfigError> {
     };
     let enabled = flag("enabled", true)?;
     let baseline = flag("baseline", false)?;
+    let total_wall_seconds = match &mut v {
+        Value::Object(m) => match m.remove("total_wall_seconds") {
+            None => None,
+            Some(t) => match t.as_f64() {
+                Some(s) if s.is_finite() && s > 0.0 => Some(s),
+                _ => {
+                    return Err(key_err(
+                        "final.total_wall_seconds",
+                        format!("must be a positive number of seconds, got {t}"),
+                    ));
+                }
+            },
+        },
+        _ => return Err(key_err("final", "must be a table")),
+    };
     let training = train_from("final", v, TrainConfig::paper_final())?;
     Ok(FinalSection {
         enabled,
         baseline,
+        total_wall_seconds,
         training,
     })
 }
@@ -859,6 +925,9 @@ impl Serialize for FinalSection {
         if let Value::Object(m) = &mut v {
             m.insert("enabled".into(), Value::Bool(self.enabled));
             m.insert("baseline".into(), Value::Bool(self.baseline));
+            if let Some(t) = self.total_wall_seconds {
+                m.insert("total_wall_seconds".into(), Value::from(t));
+            }
         }
         v.serialize(s)
     }
@@ -964,14 +1033,45 @@ mod tests {
     }
 
     #[test]
+    fn total_wall_seconds_gives_the_final_training_what_the_search_left() -> Result<(), ConfigError>
+    {
+        let c = RunConfig::from_toml_str(
+            "[final]\npreset = \"fast_final\"\ntotal_wall_seconds = 1000.0\n\
+             budget = { max_wall_seconds = 400.0 }\n",
+        )?;
+        assert_eq!(c.final_training.total_wall_seconds, Some(1000.0));
+        let wall = |searched: f64| {
+            c.final_training
+                .recipe_after(searched)
+                .budget
+                .max_wall_seconds
+        };
+        assert_eq!(wall(450.0), Some(550.0), "the search left 550 s");
+        assert_eq!(wall(800.0), Some(400.0), "never less than the recipe's own");
+        assert_eq!(RunConfig::from_toml_str(&c.to_toml_string()?)?, c);
+        let plain = RunConfig::from_toml_str("[final]\npreset = \"fast_final\"\n")?;
+        assert_eq!(
+            plain.final_training.recipe_after(450.0),
+            plain.final_training.training
+        );
+        assert!(!plain.to_toml_string()?.contains("total_wall_seconds"));
+        Ok(())
+    }
+
+    #[test]
     fn candidates_and_executor_parse_round_trip_and_name_their_keys() -> Result<(), ConfigError> {
         let c = RunConfig::from_toml_str(
-            "[search]\ncandidates = 3\n[executor]\nkind = \"slurm\"\nworkers = 2\n\
+            "[search]\ncandidates = 3\nfirst_candidates = 1\n[executor]\nkind = \"slurm\"\nworkers = 2\n\
              [executor.slurm]\npartition = \"gpu\"\ntime_limit = \"0:30:00\"\n\
              cpus_per_task = 4\ngres = \"gpu:1\"\nextra_args = [\"--qos=short\"]\n\
              poll_interval = 0.5\nmax_resubmits = 1\n",
         )?;
         assert_eq!(c.search.candidates, 3);
+        assert_eq!(c.search.first_candidates, Some(1));
+        assert_eq!(
+            (c.search.candidates_in(1), c.search.candidates_in(2)),
+            (1, 3)
+        );
         assert_eq!(c.executor.kind, ExecutorKind::Slurm);
         assert_eq!(c.executor.workers, Some(2));
         assert_eq!(c.executor.slurm.partition.as_deref(), Some("gpu"));
@@ -992,6 +1092,17 @@ mod tests {
         assert!(key_of("[executor]\nthreads = 2").starts_with("executor"));
         assert!(key_of("[search]\ncandidates = 0").starts_with("search.candidates"));
         assert!(key_of("[search]\ncandidates = -2").starts_with("search.candidates"));
+        assert!(key_of("[search]\nfirst_candidates = 0").starts_with("search.first_candidates"));
+        for bad in ["0", "-5.0", "\"long\""] {
+            let text = format!("[final]\ntotal_wall_seconds = {bad}");
+            assert!(
+                key_of(&text).starts_with("final.total_wall_seconds"),
+                "{bad}"
+            );
+        }
+        assert!(
+            key_of("[search]\nfirst_candidates = \"x\"").starts_with("search.first_candidates")
+        );
         let e = key_of("[executor.slurm]\npoll_interval = 0.0");
         assert!(e.starts_with("executor.slurm.poll_interval"), "{e}");
         let e = key_of("[executor.slurm]\nqueue = \"x\"");

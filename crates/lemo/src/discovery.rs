@@ -456,6 +456,7 @@ impl Discovery {
             task: task.clone(),
             notes: String::new(),
             seed: self.config.run.seed,
+            candidate: 0,
         }
     }
 
@@ -668,7 +669,7 @@ impl Discovery {
             )?;
         }
         let scaled = self.scaled();
-        let k = self.config.search.candidates;
+        let k = self.config.search.candidates_in(n);
         let mut slots: Vec<Slot> = Vec::with_capacity(k);
         for c in 0..k {
             let settled = resumed
@@ -680,6 +681,7 @@ impl Discovery {
                 None => {
                     let mut brief = lp.brief.clone();
                     brief.seed = candidate_seed(self.config.run.seed, n, c);
+                    brief.candidate = c;
                     let siblings: Vec<String> = slots
                         .iter()
                         .filter_map(Slot::hash)
@@ -1493,7 +1495,15 @@ impl Discovery {
                 },
             )?;
             let weights = best_dir.join("weights");
-            let mut result = self.retrain(network, best.iteration, hash, splits, Some(&weights))?;
+            let searched = lp.history.search_seconds();
+            let mut result = self.retrain(
+                network,
+                best.iteration,
+                hash,
+                splits,
+                searched,
+                Some(&weights),
+            )?;
             if result.weights_dir.is_some() {
                 result.weights_dir = Some("best/weights".into());
             }
@@ -1512,17 +1522,19 @@ impl Discovery {
         )
     }
 
-    /// Trains `network` with the final recipe (the run's final seed, test split measured) and
-    /// measures it; saves the weights into `weights` when given and the trainer can.
+    /// Trains `network` with the final recipe after a search of `searched` seconds (the run's
+    /// final seed, test split measured) and measures it; saves the weights into `weights`
+    /// when given and the trainer can.
     fn retrain(
         &mut self,
         network: ValidatedGraph,
         iteration: usize,
         hash: String,
         splits: &Splits,
+        searched: f64,
         weights: Option<&Path>,
     ) -> Result<FinalResult, LemoError> {
-        let mut cfg = self.config.final_training.training.clone();
+        let mut cfg = self.config.final_training.recipe_after(searched);
         cfg.seed = derive_seed(self.config.run.seed, 0, STREAM_FINAL);
         cfg.evaluate_test = true;
         let observer: &mut dyn TrainObserver = self.observer.as_mut();
@@ -1564,7 +1576,8 @@ impl Discovery {
             let network = ValidatedGraph::new(graph, &lp.task).map_err(|e| {
                 LemoError::Resume(format!("the first network no longer validates: {e}"))
             })?;
-            self.retrain(network, iteration, hash, splits, None)?
+            let searched = lp.history.search_seconds();
+            self.retrain(network, iteration, hash, splits, searched, None)?
         };
         self.emit(
             lp,

@@ -62,6 +62,8 @@ pub struct CandidateRecord {
     pub evaluation: Option<Evaluation>,
     /// The jobs that evaluated it (empty in process), in submission order.
     pub jobs: Vec<JobRecord>,
+    /// The architect's notes on its network (the offline architect: the edits it made).
+    pub notes: Vec<String>,
 }
 
 /// One submission of a candidate's evaluation job, and the last state the executor reported.
@@ -492,6 +494,10 @@ fn candidate_records(p: &IterationInProgress, closed: &[CandidateOutcome]) -> Ve
                     .map(|(ev, _)| ev.clone())
                     .filter(|_| matches!(c.outcome, IterationOutcome::Evaluated { .. })),
                 jobs: seen.map(|s| s.jobs.clone()).unwrap_or_default(),
+                notes: match seen.and_then(|s| s.proposed.as_ref()) {
+                    Some((AnswerOutcome::Valid { notes, .. }, _)) => notes.clone(),
+                    _ => Vec::new(),
+                },
             }
         })
         .collect()

@@ -632,22 +632,23 @@ fn candidates_section(w: &mut String, h: &RunHistory) {
                     diverged,
                     ..
                 } => {
-                    let mut note = String::new();
+                    let mut note = one_line(&c.notes.join("; "), 160);
                     if let Some(it) = reused_from {
-                        let _ = write!(note, "duplicate of #{it}, reused");
+                        let _ = write!(note, " (duplicate of #{it}, reused)");
                     }
                     if *diverged {
-                        note.push_str("diverged");
+                        note.push_str(" (diverged)");
                     }
                     writeln!(
                         w,
-                        "{head} `{}` | {} | {:.4} | {:.4} | {:.1} | {:.4} | {note} | {jobs} |",
+                        "{head} `{}` | {} | {:.4} | {:.4} | {:.1} | {:.4} | {} | {jobs} |",
                         hash.get(..10).unwrap_or(hash),
                         lemo_arch::thousands(o.params),
                         o.a1,
                         o.a2,
                         o.fps,
                         effectiveness.cm,
+                        note.trim(),
                     )
                 }
                 IterationOutcome::Invalid { error, .. } => writeln!(

@@ -144,6 +144,57 @@ fn every_candidate_is_journalled_and_the_best_by_cm_is_the_iterations() -> TestR
 }
 
 #[test]
+fn first_candidates_one_then_k_candidates_follow_different_instructions() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(3, tmp.path());
+    config.search.candidates = 3;
+    config.search.first_candidates = Some(1);
+    config.architect = lemo_llm::ArchitectConfig::Offline(lemo_llm::OfflineConfig { max_edits: 1 });
+    let dir = RunDir::new(tmp.path().join("run"));
+    let s = discovery(config.clone(), offline(&config)).discover_in(dir.clone())?;
+    let h = &s.history;
+    let counts: Vec<usize> = h.iterations.iter().map(|r| r.candidates.len()).collect();
+    assert_eq!(counts, [1, 3, 3]);
+    // Each later candidate applied one instruction, the c-th strongest of the command.
+    let entries = read_journal::<Event>(&dir.journal())?.entries;
+    let mut firsts: BTreeMap<(usize, usize), String> = BTreeMap::new();
+    for e in &entries {
+        if let Event::CandidateProposed {
+            iteration,
+            candidate,
+            outcome: lemo::event::AnswerOutcome::Valid { notes, .. },
+            ..
+        } = &e.event
+        {
+            firsts.insert((*iteration, *candidate), notes.join("; "));
+        }
+    }
+    for r in h.iterations.iter().skip(1) {
+        let command = r.command.as_ref().unwrap();
+        let codes: Vec<&str> = command.instructions().map(|i| i.code()).collect();
+        for c in 0..3 {
+            let notes = &firsts[&(r.iteration, c)];
+            let expected = codes[c % codes.len()];
+            assert!(
+                notes.starts_with(&format!("{expected}:")),
+                "iteration {} candidate {c}: expected {expected}, notes {notes}",
+                r.iteration
+            );
+        }
+    }
+    // The report's candidates table says what each candidate changed.
+    let report = std::fs::read_to_string(dir.report())?;
+    for (_, notes) in firsts.iter().skip(1) {
+        let head = notes.split(';').next().unwrap_or_default();
+        assert!(report.contains(head.trim()), "report lacks `{head}`");
+    }
+    // The setting survives the journal's config round trip.
+    let text = std::fs::read_to_string(dir.config())?;
+    assert!(text.contains("first_candidates = 1"), "{text}");
+    Ok(())
+}
+
+#[test]
 fn one_candidate_in_process_writes_no_candidate_fields() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let config = quick_config(3, tmp.path());

@@ -26,6 +26,8 @@ type Seen = Arc<Mutex<Vec<(bool, bool)>>>;
 struct Spy {
     inner: FakeTrainer,
     seen: Seen,
+    /// The wall-clock budget of every training it was asked for.
+    walls: Arc<Mutex<Vec<Option<f64>>>>,
 }
 
 impl Trainer for Spy {
@@ -44,6 +46,10 @@ impl Trainer for Spy {
             .lock()
             .unwrap()
             .push((data.test.is_some(), config.evaluate_test));
+        self.walls
+            .lock()
+            .unwrap()
+            .push(config.budget.max_wall_seconds);
         self.inner.train(network, data, config, meter, observer)
     }
 }
@@ -89,6 +95,7 @@ fn the_search_never_sees_the_test_split() -> TestResult {
     let data = digits(&config);
     assert!(data.splits.test.is_some());
     let seen = Seen::default();
+    let walls = Arc::new(Mutex::new(Vec::new()));
     let chat = Arc::new(Widening {
         prompts: Mutex::new(Vec::new()),
     });
@@ -99,6 +106,7 @@ fn the_search_never_sees_the_test_split() -> TestResult {
         Box::new(Spy {
             inner: FakeTrainer::default(),
             seen: seen.clone(),
+            walls: walls.clone(),
         }),
         Box::new(NoMeter),
         Box::new(PaperRuleBook),
@@ -306,7 +314,9 @@ fn the_baseline_trains_the_first_network_with_the_final_recipe() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let mut config = quick_config(5, tmp.path());
     config.final_training.baseline = true;
+    config.final_training.total_wall_seconds = Some(1000.0);
     let seen = Seen::default();
+    let walls = Arc::new(Mutex::new(Vec::new()));
     let dir = RunDir::new(tmp.path().join("run"));
     let architect = config.architect.build()?;
     let data = digits(&config);
@@ -316,6 +326,7 @@ fn the_baseline_trains_the_first_network_with_the_final_recipe() -> TestResult {
         Box::new(Spy {
             inner: FakeTrainer::default(),
             seen: seen.clone(),
+            walls: walls.clone(),
         }),
         Box::new(NoMeter),
         Box::new(PaperRuleBook),
@@ -339,6 +350,18 @@ fn the_baseline_trains_the_first_network_with_the_final_recipe() -> TestResult {
         } else {
             2
         }
+    );
+    // The final training and the baseline got what the search left of the 1,000 s.
+    let walls = walls.lock().unwrap().clone();
+    let left = 1000.0 - h.search_seconds();
+    assert!(left < 1000.0 && left > 900.0, "{left}");
+    assert!(
+        walls.iter().rev().take(with_test).all(|w| *w == Some(left)),
+        "{walls:?}"
+    );
+    assert!(
+        walls.iter().rev().skip(with_test).all(Option::is_none),
+        "{walls:?}"
     );
     let report = std::fs::read_to_string(summary.report_path())?;
     assert!(

@@ -20,6 +20,11 @@ pub struct TaskBrief {
     /// Seed of the run: sent to models that take one, and the offline architect's seed.
     #[serde(default)]
     pub seed: u64,
+    /// Which of the iteration's candidates this brief asks for (0: the first). Candidates of one
+    /// iteration share the feedback; the offline architect starts candidate `c`'s edits at the
+    /// `c`-th strongest instruction, so one iteration compares different instructions.
+    #[serde(default)]
+    pub candidate: usize,
 }
 
 /// What the expert system made of the previous round: the input of

@@ -17,6 +17,7 @@ pub fn brief() -> TaskBrief {
         },
         notes: String::new(),
         seed: 42,
+        candidate: 0,
     }
 }
 
