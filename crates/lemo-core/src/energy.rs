@@ -108,6 +108,21 @@ impl EnergyReport {
             .iter()
             .any(|c| c.provenance == Provenance::Estimated)
     }
+
+    /// Adds another window's energy to this one (two trainings of one candidate): the wall
+    /// times add up, and so do the joules of each component with the same source and
+    /// provenance; a component only `other` has is appended.
+    pub fn absorb(&mut self, other: &EnergyReport) {
+        self.wall += other.wall;
+        for c in &other.components {
+            match self.components.iter_mut().find(|m| {
+                m.component == c.component && m.source == c.source && m.provenance == c.provenance
+            }) {
+                Some(m) => m.joules += c.joules,
+                None => self.components.push(c.clone()),
+            }
+        }
+    }
 }
 
 /// An open measurement window; closing it yields the energy used while it was open.
@@ -159,5 +174,39 @@ impl EnergyMeter for NoMeter {
 
     fn start(&self) -> Result<Box<dyn EnergyWindow>, EnergyError> {
         Ok(Box::new(NoWindow(std::time::Instant::now())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(component: Component, joules: f64, source: &str) -> ComponentEnergy {
+        ComponentEnergy {
+            component,
+            joules,
+            source: source.into(),
+            provenance: Provenance::Measured,
+        }
+    }
+
+    #[test]
+    fn absorb_adds_matching_components_and_appends_the_rest() {
+        let mut a = EnergyReport {
+            wall: Duration::from_secs(2),
+            components: vec![part(Component::CpuPackage(0), 10.0, "rapl")],
+        };
+        let b = EnergyReport {
+            wall: Duration::from_secs(3),
+            components: vec![
+                part(Component::CpuPackage(0), 5.0, "rapl"),
+                part(Component::Gpu(0), 7.0, "nvml"),
+            ],
+        };
+        a.absorb(&b);
+        assert_eq!(a.wall, Duration::from_secs(5));
+        assert_eq!(a.components.len(), 2);
+        assert_eq!(a.total_joules(), 22.0);
+        assert_eq!(a.components[0].joules, 15.0);
     }
 }

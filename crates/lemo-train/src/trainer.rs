@@ -548,6 +548,10 @@ pub fn train_and_measure(
             )?);
         }
     }
+    // With a learning-curve proxy, E1 is what evaluating the candidate cost: both trainings.
+    if let Some((_, first)) = &first {
+        evaluation.train_energy.absorb(&first.train_energy);
+    }
     if let (Some((curve, first)), Some(second)) = (first, config.budget.max_wall_seconds)
         && status.is_usable()
         && first.status.is_usable()

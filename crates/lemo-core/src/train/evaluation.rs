@@ -114,7 +114,8 @@ pub struct Evaluation {
     pub test_accuracy: Option<f64>,
     /// P: trainable parameters (lemo-arch's counting rule).
     pub params: u64,
-    /// E1: energy of the training window (all epochs, including per-epoch validation).
+    /// E1: energy of the training window (all epochs, including per-epoch validation; with a
+    /// learning-curve proxy, both trainings).
     pub train_energy: EnergyReport,
     /// E2: energy of evaluating the validation set once, after training.
     pub val_energy: EnergyReport,
