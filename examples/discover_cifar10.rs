@@ -3,7 +3,8 @@
 //! starter) trained with the same final recipe for the same time, as the baseline.
 //!
 //! ```sh
-//! cargo run --release --example discover_cifar10 -- DATA_DIR --minutes 30 [--config FILE] [--no-baseline] [--curve T1,T2]
+//! cargo run --release --example discover_cifar10 -- DATA_DIR --minutes 30 [--config FILE] [--no-baseline]
+//!     [--curve T1,T2] [--candidates K] [--search-share F]
 //! ```
 //!
 //! DATA_DIR holds CIFAR-10 as the binary batches (`cifar-10-batches-bin/`, or that folder
@@ -15,15 +16,22 @@
 //! How the budget is split (docs/results.md): the measured loading time comes first; 4% of the
 //! budget (at least 30 s) is kept for the final measurements (test accuracy with flip TTA,
 //! inference speed) and the report; of the rest, 40% goes to the search and 60% to the final
-//! training. Each search candidate is trained for the same wall-clock time (an eighth of the
+//! training (`--search-share F` sets the search's share instead of 0.4). Each search candidate is trained for the same wall-clock time (an eighth of the
 //! search, 30 to 240 s) with the `fast_search` recipe, its one-cycle schedule following the
 //! clock: the proxy ranks networks by what they reach in a fixed time, which is what the final
-//! training, itself a fixed time, rewards. The final training uses `fast_final` for its share.
+//! training, itself a fixed time, rewards. The final training uses `fast_final` for its share,
+//! plus whatever the search left unused (`[final] total_wall_seconds`: the search stops between
+//! iterations, so up to one iteration's time).
 //!
 //! `--curve T1,T2` ranks candidates by a learning-curve proxy instead (`budget.curve`,
 //! docs/training.md): each candidate is trained for T1 and for T2 seconds (flip TTA on the
 //! validation split, as the final training measures), and the search's A2 is the curve's
 //! prediction for the final training's time. A candidate then costs T1 + T2 seconds.
+//!
+//! `--candidates K` (K > 1) evaluates K candidates per iteration from iteration 2 on (the first
+//! iteration is the starter alone, `search.first_candidates = 1`); without `--config`, the
+//! offline architect then applies one instruction per candidate (`max_edits = 1`), candidate c
+//! the c-th strongest, so each iteration compares the K strongest instructions side by side.
 //!
 //! The last line is exactly:
 //! `discover_cifar10 minutes=N test_accuracy=0.xxxx starter_test_accuracy=0.xxxx best_iteration=K iterations=I`
@@ -33,14 +41,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use lemo::event::{Event, IterationOutcome};
+use lemo::event::{AnswerOutcome, Event, IterationOutcome};
 use lemo::{Discovery, RunConfig, RunObserver, SearchBase};
+use lemo_llm::{ArchitectConfig, OfflineConfig};
 use lemo_metrics::{DEFAULT_CURVE_EXPONENT, PaperDataset};
 use lemo_train::data::DatasetSpec;
 use lemo_train::{CurveProxy, EpochStats, TrainConfig, TrainObserver};
 
 const USAGE: &str = "usage: discover_cifar10 DATA_DIR --minutes N [--config RUN_CONFIG.toml] \
-                     [--no-baseline] [--curve T1,T2]";
+                     [--no-baseline] [--curve T1,T2] [--candidates K] [--search-share F]";
 
 /// The command line.
 struct Args {
@@ -50,12 +59,17 @@ struct Args {
     baseline: bool,
     /// The learning-curve proxy's two training lengths, seconds.
     curve: Option<(f64, f64)>,
+    /// Candidates per iteration from iteration 2 on.
+    candidates: usize,
+    /// The search's share of the budget after loading and the final measurements.
+    search_share: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut minutes, mut config, mut baseline) = (None, None, None, true);
     let mut curve = None;
+    let (mut candidates, mut search_share) = (1, 0.4);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--minutes" => {
@@ -82,6 +96,20 @@ fn parse_args() -> Result<Args, String> {
                     _ => return Err(format!("--curve {v}: give T1,T2 seconds with 0 < T1 < T2")),
                 }
             }
+            "--candidates" => {
+                let v = args.next().ok_or("--candidates needs a number")?;
+                candidates = match v.parse::<usize>() {
+                    Ok(k) if k >= 1 => k,
+                    _ => return Err(format!("--candidates {v}: give a whole number >= 1")),
+                };
+            }
+            "--search-share" => {
+                let v = args.next().ok_or("--search-share needs a fraction")?;
+                search_share = match v.parse::<f64>() {
+                    Ok(f) if f > 0.0 && f < 1.0 => f,
+                    _ => return Err(format!("--search-share {v}: give a fraction in (0, 1)")),
+                };
+            }
             "-h" | "--help" => return Err(String::new()),
             other if data.is_none() && !other.starts_with('-') => data = Some(other.into()),
             other => return Err(format!("unexpected argument `{other}`")),
@@ -93,6 +121,8 @@ fn parse_args() -> Result<Args, String> {
         config,
         baseline,
         curve,
+        candidates,
+        search_share,
     })
 }
 
@@ -159,6 +189,29 @@ impl RunObserver for Progress {
                 };
                 self.say(&format!("iteration {iteration} ({seconds:.0} s): {line}"));
             }
+            Event::CandidateProposed {
+                iteration,
+                candidate,
+                outcome: AnswerOutcome::Valid { notes, params, .. },
+                ..
+            } => self.say(&format!(
+                "iteration {iteration}, candidate {candidate}: {params} params; {}",
+                notes.join("; ")
+            )),
+            Event::Evaluated {
+                iteration,
+                candidate,
+                evaluation,
+                ..
+            } => self.say(&format!(
+                "iteration {iteration}, candidate {candidate}: A2 {:.4}{}",
+                evaluation.ranked_val_accuracy(),
+                if evaluation.curve.is_some() {
+                    " (predicted)"
+                } else {
+                    ""
+                }
+            )),
             Event::SearchFinished {
                 reason,
                 best_iteration,
@@ -232,6 +285,9 @@ fn run(args: &Args) -> Result<String, String> {
             c.run.name = format!("CIFAR-10 in {} minutes", args.minutes);
             c.metrics = PaperDataset::Cifar10.appendix_configuration();
             c.search.base = SearchBase::Best;
+            if args.candidates > 1 {
+                c.architect = ArchitectConfig::Offline(OfflineConfig { max_edits: 1 });
+            }
             c
         }
     };
@@ -257,9 +313,10 @@ fn run(args: &Args) -> Result<String, String> {
             args.minutes
         ));
     }
-    let search = 0.4 * rest;
+    let search = args.search_share * rest;
     let final_seconds = rest - search;
-    let per_candidate_overhead = 25.0;
+    // Measured: validation with flip TTA, the FPS and energy windows take about 8 s a candidate.
+    let per_candidate_overhead = 12.0;
 
     let mut search_recipe = TrainConfig::fast_search();
     search_recipe.epochs = 200;
@@ -286,15 +343,25 @@ fn run(args: &Args) -> Result<String, String> {
     final_recipe.epochs = 500;
     final_recipe.budget.max_wall_seconds = Some(final_seconds);
     config.final_training.training = final_recipe;
+    // What the search leaves of its share (it stops between iterations) goes to the final
+    // training, and the baseline trains as long.
+    config.final_training.total_wall_seconds = Some(rest);
     config.final_training.enabled = true;
     config.final_training.baseline = args.baseline;
     config.termination.iterations = 1000;
-    config.termination.max_wall_seconds =
-        Some((search - candidate - per_candidate_overhead).max(1.0));
+    if args.candidates > 1 {
+        config.search.candidates = args.candidates;
+        config.search.first_candidates = Some(1);
+    }
+    // An iteration starts only while a whole one (its K candidates) fits in the search's share.
+    let iteration_cost = args.candidates as f64 * (candidate + per_candidate_overhead);
+    config.termination.max_wall_seconds = Some((search - iteration_cost).max(1.0));
     config.termination.stop_when_thresholds_met = false;
     progress.say(&format!(
         "budget {budget:.0} s: loading {loaded:.0} s, search {search:.0} s ({candidate:.0} s \
-         per candidate), final training {final_seconds:.0} s, measurements {reserve:.0} s"
+         per candidate, {} per iteration after the first), final training {final_seconds:.0} s, \
+         measurements {reserve:.0} s",
+        args.candidates
     ));
 
     let mut discovery = Discovery::from_config(config)
