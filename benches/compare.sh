@@ -57,11 +57,21 @@ figures() {
   sed -n 's/.*train=\([0-9.]*\) infer256=\([0-9.]*\) infer1=\([0-9.]*\).*/\1 \2 \3/p' | tail -1
 }
 
+# Runs a program, shows its output on stderr and prints its figures. (Not `tee /dev/stderr`:
+# that reopens stderr, and a log file it was redirected to is truncated by each program.)
+measure() {
+  local out
+  out="$("$@")" || true
+  printf '%s\n' "$out" >&2
+  printf '%s\n' "$out" | figures
+}
+
 for round in $(seq 1 "$rounds"); do
   echo "== round $round (load average $(cut -d' ' -f1 /proc/loadavg))"
-  l="$("$lemo" | tee /dev/stderr | figures)"
-  p="$("$python" benches/ref_cnn_pytorch.py | tee /dev/stderr | figures)"
-  k="$("$python" benches/ref_cnn_keras.py 2>/dev/null | tee /dev/stderr | figures)"
+  l="$(measure "$lemo")"
+  p="$(measure "$python" benches/ref_cnn_pytorch.py)"
+  # TensorFlow's start-up chatter on stderr is dropped; its one line is on stdout.
+  k="$(measure sh -c '"$0" benches/ref_cnn_keras.py 2>/dev/null' "$python")"
   if [ -z "$l" ] || [ -z "$p" ] || [ -z "$k" ]; then
     echo "compare.sh: a program printed no figures (lemo '$l', pytorch '$p', keras '$k')" >&2
     exit 1
