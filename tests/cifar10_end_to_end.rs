@@ -17,7 +17,9 @@ use lemo_train::data::{DatasetSpec, Splits};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }
 
 fn cifar10() -> Result<DatasetSpec, Box<dyn std::error::Error>> {

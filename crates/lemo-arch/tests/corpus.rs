@@ -25,7 +25,10 @@ struct Expected {
 }
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/fixtures")
 }
 
 fn run(text: &str, task: &Task) -> Result<(lemo_arch::Parsed, lemo_arch::Analysis), ArchError> {

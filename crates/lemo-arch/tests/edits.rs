@@ -12,10 +12,10 @@ fn cifar10() -> Task {
 }
 
 fn mobile() -> Result<Graph, ArchError> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/separable_mobile.json"
-    );
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/fixtures/separable_mobile.json");
     Graph::from_json(&std::fs::read_to_string(path).map_err(|_| ArchError::NoJson)?)
 }
 

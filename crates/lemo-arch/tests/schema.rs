@@ -4,10 +4,13 @@ use lemo_arch::json_schema;
 
 #[test]
 fn checked_in_schema_is_up_to_date() -> Result<(), Box<dyn std::error::Error>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ir.schema.json");
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../docs/ir.schema.json");
     let generated = serde_json::to_string_pretty(&json_schema())? + "\n";
     if std::env::var_os("LEMO_UPDATE_SCHEMA").is_some() {
-        std::fs::write(path, &generated)?;
+        std::fs::write(&path, &generated)?;
     }
     let checked_in = std::fs::read_to_string(path).unwrap_or_default();
     assert!(

@@ -21,9 +21,12 @@ fn model_path() -> PathBuf {
     std::env::var_os("LEMO_LOCAL_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../..")
-                .join(lemo_llm::LOCAL_DEFAULT_MODEL_PATH)
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../..")
+            .join(lemo_llm::LOCAL_DEFAULT_MODEL_PATH)
         })
 }
 

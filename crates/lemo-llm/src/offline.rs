@@ -100,10 +100,7 @@ impl OfflineArchitect {
         // Candidate c of an iteration starts at the c-th strongest instruction (wrapping), so
         // the candidates of one iteration follow different instructions of the same command.
         let resolved: Vec<_> = feedback.command.instructions().collect();
-        let start = match resolved.len() {
-            0 => 0,
-            len => brief.candidate % len,
-        };
+        let start = brief.candidate.checked_rem(resolved.len()).unwrap_or(0);
         let rotated = resolved.iter().cycle().skip(start).take(resolved.len());
         for (rank, &instruction) in rotated.take(self.config.max_edits).enumerate() {
             let seed = mix(brief.seed, u64::from(feedback.round), rank as u64);

@@ -176,10 +176,13 @@ fn a_kind_whose_client_is_not_compiled_in_names_its_feature() -> TestResult {
 /// docs/prompts.md shows real rendered prompts: re-render them and compare.
 #[test]
 fn docs_prompts_md_matches_the_rendered_prompts() -> TestResult {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/prompts.md"
-    ))?;
+    let doc = std::fs::read_to_string(
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../docs/prompts.md"),
+    )?;
     let architect = LlmArchitect::new(Scripted {
         answers: Mutex::new(Vec::new()),
         seen: Mutex::new(Vec::new()),

@@ -177,9 +177,11 @@ fn cifar100_malformed_label() -> R {
 // ---------------------------------------------------------------- ImageNet16-120
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data_fixtures/imagenet16")
-        .join(name)
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/data_fixtures/imagenet16")
+    .join(name)
 }
 
 /// The fixtures (see gen.py): 6 images, labels 1, 120, 121, 1000, 7, 64; image i has every

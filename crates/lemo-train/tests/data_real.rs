@@ -15,7 +15,10 @@ use lemo_train::data::{DatasetSpec, Normalization, load_idx};
 const FETCH: &str = "scripts/fetch-test-data.sh";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
 }
 
 /// The shared data folder: `$LEMO_SHARED_DATA`, else `../shared/data` beside the repository.

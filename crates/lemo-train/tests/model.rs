@@ -50,7 +50,10 @@ fn ref_cnn_has_the_reference_parameter_count_and_runs() -> Result<(), TrainError
 }
 
 fn fixture_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lemo-arch/tests/fixtures")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../lemo-arch/tests/fixtures")
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `DataError` naming the file (and, for a broken pickle, the byte offset); it never panics.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lemo_train::data::{DataError, load_imagenet16};
 use proptest::prelude::*;
@@ -32,9 +32,11 @@ fn py2_pickle(labels: &[u32]) -> Vec<u8> {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data_fixtures/imagenet16")
-        .join(name);
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/data_fixtures/imagenet16")
+    .join(name);
     std::fs::read(path).unwrap()
 }
 

@@ -5,7 +5,7 @@
 //! The data comes from `scripts/fetch-test-data.sh` (or is unpacked here from
 //! `../shared/data/cifar10-jpeg.tar.gz`); when it is missing this test fails and says so.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use lemo_arch::{Limits, Task, ValidatedGraph, ref_cnn};
@@ -15,7 +15,10 @@ use lemo_train::data::{Augmentation, DatasetSpec, Splits};
 use lemo_train::{BurnTrainer, InferenceBench, Status, TrainConfig, TrainError, Trainer};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
 }
 
 /// Real CIFAR-10: the JPEG folder (unpacked from the shared copy on first use), else the
