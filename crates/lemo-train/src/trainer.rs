@@ -556,19 +556,23 @@ pub fn train_and_measure(
         && status.is_usable()
         && first.status.is_usable()
     {
-        let predicted = LearningCurve::through(
-            (curve.first_seconds, first.val_accuracy),
-            (second, evaluation.val_accuracy),
-            curve.exponent,
-        )
-        .map(|c| c.at(curve.target_seconds));
-        if let Some(predicted_val_accuracy) = predicted {
+        let predict = |at_first: f64, at_second: f64| {
+            LearningCurve::through(
+                (curve.first_seconds, at_first),
+                (second, at_second),
+                curve.exponent,
+            )
+            .map(|c| c.at(curve.target_seconds))
+        };
+        if let Some(predicted_val_accuracy) = predict(first.val_accuracy, evaluation.val_accuracy) {
             evaluation.curve = Some(CurvePrediction {
                 first_seconds: curve.first_seconds,
                 first_val_accuracy: first.val_accuracy,
                 second_seconds: second,
                 target_seconds: curve.target_seconds,
                 predicted_val_accuracy,
+                first_train_accuracy: Some(first.train_accuracy),
+                predicted_train_accuracy: predict(first.train_accuracy, evaluation.train_accuracy),
             });
         }
     }

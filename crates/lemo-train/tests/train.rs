@@ -366,6 +366,15 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
         .at(300.0);
     assert!((c.predicted_val_accuracy - want).abs() < 1e-12);
     assert_eq!(eval.ranked_val_accuracy(), c.predicted_val_accuracy);
+    // A1 through the same curve, so CM and the rules compare accuracies of one length.
+    let first_a1 = c.first_train_accuracy.expect("the first training's A1");
+    let want_a1 = LearningCurve::through((10.0, first_a1), (30.0, eval.train_accuracy), 0.5)
+        .map(|curve| curve.at(300.0));
+    assert_eq!(c.predicted_train_accuracy, want_a1);
+    assert_eq!(
+        eval.ranked_train_accuracy(),
+        want_a1.unwrap_or(eval.train_accuracy)
+    );
     // Serialised with the evaluation, and absent from one without a curve.
     let json = serde_json::to_string(&eval).expect("serialises");
     assert!(json.contains("predicted_val_accuracy"));
@@ -383,6 +392,7 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
     )?;
     assert!(plain.curve.is_none());
     assert_eq!(plain.ranked_val_accuracy(), plain.val_accuracy);
+    assert_eq!(plain.ranked_train_accuracy(), plain.train_accuracy);
 
     // Bad settings are config errors that name the key.
     for (first, target, exponent, key) in [

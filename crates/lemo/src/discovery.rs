@@ -1950,9 +1950,9 @@ pub fn observe(ev: &Evaluation, analysis: &lemo_arch::Analysis) -> Observed {
             .then(|| i.energy.total_joules() / secs / i.fps_large_batch)
     });
     Observed {
-        a1: ev.train_accuracy,
-        // The search's A2: a learning-curve proxy's prediction for the final training's length
-        // when the search recipe asks for one (`budget.curve`), else the measured accuracy.
+        // The search's A1 and A2: a learning-curve proxy's predictions for the final training's
+        // length when the search recipe asks for one (`budget.curve`), else the measured ones.
+        a1: ev.ranked_train_accuracy(),
         a2: ev.ranked_val_accuracy(),
         e1_kwh: ev.train_energy.total_kwh(),
         e2_kwh: ev.val_energy.total_kwh(),

@@ -581,10 +581,10 @@ fn iterations_section(w: &mut String, h: &RunHistory) {
     if let Some((c, second)) = budget.and_then(|b| Some((b.curve?, b.max_wall_seconds?))) {
         let _ = writeln!(
             w,
-            "\nA2 here is predicted, not measured: each candidate was trained for {:.0} s and for \
-             {second:.0} s, and the learning curve through the two validation accuracies \
-             (exponent {}) gives its A2 after the final training's {:.0} s (the journal's \
-             `evaluated` events hold both measurements).",
+            "\nA1 and A2 here are predicted, not measured: each candidate was trained for {:.0} s \
+             and for {second:.0} s, and the learning curve through the two training (validation) \
+             accuracies (exponent {}) gives its A1 (A2) after the final training's {:.0} s (the \
+             journal's `evaluated` events hold both measurements).",
             c.first_seconds, c.exponent, c.target_seconds
         );
     }

@@ -128,8 +128,8 @@ pub struct Evaluation {
     /// Wall-clock seconds of everything (training, evaluation, measurement).
     pub total_seconds: f64,
     /// With a learning-curve proxy ([`crate::train::CurveProxy`]): both trainings' validation
-    /// accuracies and the prediction for the target length. Every other field describes the
-    /// second training (`total_seconds` includes the first).
+    /// and training accuracies and the predictions for the target length. Every other field
+    /// describes the second training (`total_seconds` and `train_energy` include the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub curve: Option<CurvePrediction>,
 }
@@ -147,6 +147,14 @@ pub struct CurvePrediction {
     pub target_seconds: f64,
     /// The predicted validation accuracy after a training of `target_seconds`.
     pub predicted_val_accuracy: f64,
+    /// Training accuracy (A1) after the first training (absent in journals written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_train_accuracy: Option<f64>,
+    /// The predicted training accuracy after a training of `target_seconds`, through the same
+    /// curve as A2's, so A1 and A2 describe the same training length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_train_accuracy: Option<f64>,
 }
 
 impl Evaluation {
@@ -160,5 +168,14 @@ impl Evaluation {
     pub fn ranked_val_accuracy(&self) -> f64 {
         self.curve
             .map_or(self.val_accuracy, |c| c.predicted_val_accuracy)
+    }
+
+    /// A1 as the search ranks it: the learning curve's prediction when a curve proxy made one
+    /// (so A1 and A2 are for the same length: CM adds them, and the over/underfitting rules
+    /// compare them), else the measured training accuracy.
+    pub fn ranked_train_accuracy(&self) -> f64 {
+        self.curve
+            .and_then(|c| c.predicted_train_accuracy)
+            .unwrap_or(self.train_accuracy)
     }
 }
