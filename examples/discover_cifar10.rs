@@ -25,8 +25,8 @@
 //!
 //! `--curve T1,T2` ranks candidates by a learning-curve proxy instead (`budget.curve`,
 //! docs/training.md): each candidate is trained for T1 and for T2 seconds (flip TTA on the
-//! validation split, as the final training measures), and the search's A2 is the curve's
-//! prediction for the final training's time. A candidate then costs T1 + T2 seconds.
+//! validation split, as the final training measures), and the search's A1 and A2 are the
+//! curve's predictions for the final training's time. A candidate then costs T1 + T2 seconds.
 //!
 //! `--candidates K` (K > 1) evaluates K candidates per iteration from iteration 2 on (the first
 //! iteration is the starter alone, `search.first_candidates = 1`); without `--config`, the
