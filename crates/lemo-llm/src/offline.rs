@@ -101,8 +101,9 @@ impl OfflineArchitect {
         // the candidates of one iteration follow different instructions of the same command.
         let resolved: Vec<_> = feedback.command.instructions().collect();
         let start = brief.candidate.checked_rem(resolved.len()).unwrap_or(0);
-        let rotated = resolved.iter().cycle().skip(start).take(resolved.len());
-        for (rank, &instruction) in rotated.take(self.config.max_edits).enumerate() {
+        let edits = resolved.len().min(self.config.max_edits);
+        let rotated = resolved.iter().cycle().skip(start).take(edits);
+        for (rank, &instruction) in rotated.enumerate() {
             let seed = mix(brief.seed, u64::from(feedback.round), rank as u64);
             match graph.apply(instruction, &brief.task, seed) {
                 Ok(edit) => {

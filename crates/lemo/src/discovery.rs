@@ -1495,13 +1495,12 @@ impl Discovery {
                 },
             )?;
             let weights = best_dir.join("weights");
-            let searched = lp.history.search_seconds();
             let mut result = self.retrain(
                 network,
                 best.iteration,
                 hash,
                 splits,
-                searched,
+                lp.history.search_seconds(),
                 Some(&weights),
             )?;
             if result.weights_dir.is_some() {
@@ -1576,8 +1575,14 @@ impl Discovery {
             let network = ValidatedGraph::new(graph, &lp.task).map_err(|e| {
                 LemoError::Resume(format!("the first network no longer validates: {e}"))
             })?;
-            let searched = lp.history.search_seconds();
-            self.retrain(network, iteration, hash, splits, searched, None)?
+            self.retrain(
+                network,
+                iteration,
+                hash,
+                splits,
+                lp.history.search_seconds(),
+                None,
+            )?
         };
         self.emit(
             lp,
