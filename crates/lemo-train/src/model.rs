@@ -90,7 +90,8 @@ struct Step {
     inputs: Vec<Slot>,
     /// L2 factor of the node's weights, if any.
     l2: Option<f64>,
-    /// The ReLU that reads this convolution's output runs inside it (deployment form only).
+    /// The ReLU that reads this step's output runs inside it: a batch norm's (training form) or
+    /// a convolution's (deployment form, through folded batch norms).
     fused_relu: bool,
 }
 
@@ -385,7 +386,8 @@ impl GraphModel {
                 fused_relu: false,
             });
         }
-        let plan = Plan::new(steps, task.input, task.classes);
+        let mut plan = Plan::new(steps, task.input, task.classes);
+        plan.fuse_norm_relu(&layers);
         Ok(Self { layers, plan })
     }
 
@@ -447,6 +449,12 @@ impl GraphModel {
                     (Layer::Conv(c), Value::Map(x)) => Value::Map(kernels::conv2d(c, x)),
                     (Layer::Separable(s), Value::Map(x)) => {
                         Value::Map(kernels::conv2d(&s.pointwise, s.depthwise.forward(x)))
+                    }
+                    (Layer::Norm(n), Value::Map(x)) if step.fused_relu => {
+                        Value::Map(kernels::batch_norm_relu(n, x))
+                    }
+                    (Layer::Norm(n), Value::Vector(x)) if step.fused_relu => {
+                        Value::Vector(kernels::batch_norm_relu(n, x))
                     }
                     (Layer::Norm(n), Value::Map(x)) => Value::Map(kernels::batch_norm(n, x)),
                     (Layer::Norm(n), Value::Vector(x)) => Value::Vector(kernels::batch_norm(n, x)),
@@ -660,7 +668,13 @@ impl GraphModel {
                 }
             };
             layers[p] = folded;
-            steps[i].kind = Kind::Identity;
+            // A ReLU the batch norm ran inside it stays, as a step of its own, for the next pass.
+            steps[i].kind = if steps[i].fused_relu {
+                Kind::Relu
+            } else {
+                Kind::Identity
+            };
+            steps[i].fused_relu = false;
         }
         // Fuse each ReLU into the convolution feeding it (through folded batch norms), when
         // nothing else reads the values in between.
@@ -711,7 +725,8 @@ impl GraphModel {
         })
     }
 
-    /// Number of convolutions that run their following ReLU inside them (deployment form).
+    /// Number of steps that run the ReLU reading them inside them: batch norms in the training
+    /// form, convolutions (through folded batch norms) in the deployment form.
     pub fn fused_activations(&self) -> usize {
         self.plan.steps.iter().filter(|s| s.fused_relu).count()
     }
@@ -757,6 +772,46 @@ impl Plan {
             input_uses,
             input,
             classes,
+        }
+    }
+
+    /// Runs each ReLU inside the batch norm it reads when nothing else reads that batch norm's
+    /// output: the ReLU step becomes an identity and the batch norm's step applies it
+    /// ([`kernels::batch_norm_relu`]). The values are those of the unfused plan.
+    fn fuse_norm_relu(&mut self, layers: &[Layer]) {
+        for i in 0..self.steps.len() {
+            let Some(Step {
+                kind: Kind::Relu,
+                inputs,
+                ..
+            }) = self.steps.get(i)
+            else {
+                continue;
+            };
+            let [Slot::Node(j)] = inputs.as_slice() else {
+                continue;
+            };
+            let j = *j;
+            if self.uses.get(j) != Some(&1) {
+                continue;
+            }
+            let norm = match self.steps.get(j) {
+                Some(Step {
+                    kind: Kind::Layer(l),
+                    fused_relu: false,
+                    ..
+                }) => matches!(layers.get(*l), Some(Layer::Norm(_))),
+                _ => false,
+            };
+            if !norm {
+                continue;
+            }
+            if let Some(producer) = self.steps.get_mut(j) {
+                producer.fused_relu = true;
+            }
+            if let Some(relu) = self.steps.get_mut(i) {
+                relu.kind = Kind::Identity;
+            }
         }
     }
 }

@@ -267,6 +267,13 @@ fn deployment_form_folds_batch_norm_and_agrees_within_1e_4() -> Result<(), Train
         (ref_cnn(10), task([3, 32, 32], 10)),
     ] {
         let model = build(&graph, &t, &ad)?;
+        if graph.name.as_deref() == Some("ref-cnn") {
+            assert_eq!(
+                model.fused_activations(),
+                5,
+                "every ref-cnn ReLU runs inside the batch norm it reads while training"
+            );
+        }
         let [c, h, w] = t.input;
         for _ in 0..3 {
             let x = Tensor::<4>::random([8, c, h, w], Distribution::Normal(0.5, 2.0), &ad);

@@ -28,7 +28,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 
-use batch_norm::NormShape;
+use batch_norm::{Affine, NormShape};
 use conv::ConvGeometry;
 use pool::PoolGeometry;
 
@@ -294,7 +294,8 @@ pub fn conv2d_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 #[derive(Debug)]
 struct BatchNormStep;
 
-/// Input, gamma, batch mean and variance, epsilon, shape and dims of one batch-norm step.
+/// One batch-norm step's backward state: input, gamma, batch mean and variance, epsilon, shape,
+/// dims, and the output pass's affine when a ReLU ran inside it.
 type NormState = (
     FlexTensor,
     FlexTensor,
@@ -303,6 +304,7 @@ type NormState = (
     f64,
     NormShape,
     Vec<usize>,
+    Option<Affine>,
 );
 
 impl Backward<Flex, 3> for BatchNormStep {
@@ -311,7 +313,7 @@ impl Backward<Flex, 3> for BatchNormStep {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [x, gamma, beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (xt, gt, mean, variance, epsilon, shape, dims) = ops.state;
+        let (xt, gt, mean, variance, epsilon, shape, dims, relu) = ops.state;
         let r = batch_norm::backward(
             &shape,
             &f32_elements(&xt),
@@ -320,6 +322,7 @@ impl Backward<Flex, 3> for BatchNormStep {
             &variance,
             epsilon,
             &f32_elements(&dy),
+            relu.as_ref(),
             x.is_some(),
         );
         if let (Some(node), Some(dx)) = (x, r.x) {
@@ -334,11 +337,13 @@ impl Backward<Flex, 3> for BatchNormStep {
     }
 }
 
-/// Training-mode batch norm as one autodiff step; returns the output and the batch statistics.
+/// Training-mode batch norm (followed by a ReLU when `relu`) as one autodiff step; returns the
+/// output and the batch statistics.
 fn batch_norm_autodiff(
     shape: NormShape,
     dims: Vec<usize>,
     epsilon: f64,
+    relu: bool,
     [x, gamma, beta]: [AdPrimitive; 3],
 ) -> (AdPrimitive, Vec<f32>, Vec<f32>) {
     let kind = BatchNormStep
@@ -352,6 +357,7 @@ fn batch_norm_autodiff(
         &f32_elements(&g),
         &f32_elements(&b),
         epsilon,
+        relu,
     );
     let out = flex_tensor(f.output, dims.clone());
     let state = (
@@ -362,6 +368,7 @@ fn batch_norm_autodiff(
         epsilon,
         shape,
         dims,
+        relu.then_some(f.affine),
     );
     (finish(kind, state, out), f.mean, f.variance)
 }
@@ -370,11 +377,30 @@ fn batch_norm_autodiff(
 /// output and backward without layout copies; running statistics updated as burn does), through
 /// burn's otherwise (inference, GPU backends, other dtypes).
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    norm(bn, x, false)
+}
+
+/// `relu(bn.forward(x))`. In training mode on Flex the ReLU runs inside the batch norm's output
+/// pass and its backward step inside the batch norm's (no pass, no buffer of its own); elsewhere
+/// it is [`batch_norm`] followed by burn's `relu`.
+pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    norm(bn, x, true)
+}
+
+fn norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
     let dims = x.dims();
     let [channels] = bn.gamma.dims();
+    let burn_path = |x: Tensor<D>| {
+        let y = bn.forward(x);
+        if relu {
+            burn::tensor::activation::relu(y)
+        } else {
+            y
+        }
+    };
     if !training || D < 2 || dims[1] != channels {
-        return bn.forward(x);
+        return burn_path(x);
     }
     let shape = NormShape {
         batch: dims[0],
@@ -388,9 +414,10 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
         f32_primitive::<FlexAd, 1>(bn.beta.val()),
     );
     let (Some(xp), Some(gp), Some(bp)) = prims else {
-        return bn.forward(x);
+        return burn_path(x);
     };
-    let (out, mean, variance) = batch_norm_autodiff(shape, dims.to_vec(), bn.epsilon, [xp, gp, bp]);
+    let (out, mean, variance) =
+        batch_norm_autodiff(shape, dims.to_vec(), bn.epsilon, relu, [xp, gp, bp]);
     let stat = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [channels]), &device);
     let update = |running: Tensor<1>, batch: Vec<f32>| {
         running
@@ -594,16 +621,44 @@ mod tests {
     }
     #[test]
     fn batch_norm_agrees_with_burns_in_training() {
+        batch_norm_agrees_with_burns(false);
+    }
+
+    #[test]
+    fn batch_norm_relu_agrees_with_burns_batch_norm_then_relu_in_training() {
+        batch_norm_agrees_with_burns(true);
+    }
+
+    /// Values, the three gradients and the running statistics of lemo-train's training-mode
+    /// batch norm (with a fused ReLU when `relu`) against burn's.
+    fn batch_norm_agrees_with_burns(relu: bool) {
         use burn::nn::BatchNormConfig;
         let device = Device::flex().autodiff();
         let ours = BatchNormConfig::new(4).init(&device);
         let theirs = BatchNormConfig::new(4).init(&device);
+        let (mine, burns) = (
+            |x: Tensor<4>| {
+                if relu {
+                    batch_norm_relu(&ours, x)
+                } else {
+                    batch_norm(&ours, x)
+                }
+            },
+            |x: Tensor<4>| {
+                let y = theirs.forward(x);
+                if relu {
+                    burn::tensor::activation::relu(y)
+                } else {
+                    y
+                }
+            },
+        );
         for dims in [[3usize, 4, 5, 6], [8, 4, 1, 1]] {
             let x =
                 Tensor::<4>::random(dims, Distribution::Normal(1.0, 2.0), &device).require_grad();
             assert!(x.clone().try_into_primitive::<FlexAd>().is_ok());
-            let a = batch_norm(&ours, x.clone());
-            let b = theirs.forward(x.clone());
+            let a = mine(x.clone());
+            let b = burns(x.clone());
             let pattern = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
             let ga = (a.clone() * pattern.clone()).sum().backward();
             let gb = (b.clone() * pattern).sum().backward();
@@ -631,7 +686,14 @@ mod tests {
         }
         // Vectors ([batch, features]) take the same path.
         let v = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
-        let (a, b) = (batch_norm(&ours, v.clone()), theirs.forward(v));
+        let (a, b) = if relu {
+            (
+                batch_norm_relu(&ours, v.clone()),
+                burn::tensor::activation::relu(theirs.forward(v)),
+            )
+        } else {
+            (batch_norm(&ours, v.clone()), theirs.forward(v))
+        };
         a.into_data()
             .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-4));
     }
