@@ -347,7 +347,10 @@ pub fn train_and_measure(
         Some(curve) => {
             let mut short = config.clone();
             short.budget.curve = None;
-            short.budget.max_wall_seconds = Some(curve.first_seconds);
+            match curve.first_epochs {
+                Some(epochs) => short.epochs = epochs,
+                None => short.budget.max_wall_seconds = Some(curve.first_seconds),
+            }
             short.inference = None;
             short.evaluate_test = false;
             observer.on_phase("learning curve: first training");
@@ -552,13 +555,21 @@ pub fn train_and_measure(
     if let Some((_, first)) = &first {
         evaluation.train_energy.absorb(&first.train_energy);
     }
-    if let (Some((curve, first)), Some(second)) = (first, config.budget.max_wall_seconds)
+    // The curve's two points: the nominal lengths in seconds, or the measured training times
+    // when the lengths are epochs.
+    let points = first
+        .as_ref()
+        .and_then(|(curve, first)| match curve.first_epochs {
+            Some(_) => Some((first.train_seconds, evaluation.train_seconds)),
+            None => Some((curve.first_seconds, config.budget.max_wall_seconds?)),
+        });
+    if let (Some((curve, first)), Some((first_seconds, second))) = (first, points)
         && status.is_usable()
         && first.status.is_usable()
     {
         let predict = |at_first: f64, at_second: f64| {
             LearningCurve::through(
-                (curve.first_seconds, at_first),
+                (first_seconds, at_first),
                 (second, at_second),
                 curve.exponent,
             )
@@ -566,7 +577,7 @@ pub fn train_and_measure(
         };
         if let Some(predicted_val_accuracy) = predict(first.val_accuracy, evaluation.val_accuracy) {
             evaluation.curve = Some(CurvePrediction {
-                first_seconds: curve.first_seconds,
+                first_seconds,
                 first_val_accuracy: first.val_accuracy,
                 second_seconds: second,
                 target_seconds: curve.target_seconds,

@@ -336,6 +336,7 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
     curved.budget.max_wall_seconds = Some(30.0);
     curved.budget.curve = Some(CurveProxy {
         first_seconds: 10.0,
+        first_epochs: None,
         target_seconds: 300.0,
         exponent: 0.5,
     });
@@ -403,6 +404,7 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
         let mut bad = curved.clone();
         bad.budget.curve = Some(CurveProxy {
             first_seconds: first,
+            first_epochs: None,
             target_seconds: target,
             exponent,
         });
@@ -414,6 +416,73 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
     let mut no_second = curved.clone();
     no_second.budget.max_wall_seconds = None;
     assert!(matches!(no_second.check(), Err(TrainError::Config(m)) if m.contains("budget.curve")));
+    Ok(())
+}
+
+/// With the lengths in epochs, the first training runs `first_epochs` epochs, the second the
+/// recipe's, and the curve goes through their measured training times.
+#[test]
+fn a_curve_proxy_in_epochs_draws_the_curve_through_the_measured_times() -> Result<(), TrainError> {
+    use lemo_core::metrics::LearningCurve;
+    use lemo_train::CurveProxy;
+    let mut curved = TrainConfig {
+        epochs: 3,
+        inference: None,
+        evaluate_test: false,
+        ..config()
+    };
+    curved.budget.curve = Some(CurveProxy {
+        first_seconds: 0.0,
+        first_epochs: Some(1),
+        target_seconds: 300.0,
+        exponent: 0.5,
+    });
+    let mut counter = Counter::default();
+    let eval = BurnTrainer::new().train(
+        &validated(small_cnn(), task())?,
+        &splits(false),
+        &curved,
+        &NoMeter,
+        &mut counter,
+    )?;
+    // One epoch, then three.
+    assert_eq!(counter.ended.len(), 4);
+    assert_eq!(eval.history.len(), 3);
+    let c = eval.curve.expect("a prediction");
+    assert_eq!(c.second_seconds, eval.train_seconds);
+    assert!(
+        c.first_seconds > 0.0 && c.first_seconds < c.second_seconds,
+        "{} then {} s",
+        c.first_seconds,
+        c.second_seconds
+    );
+    let want = LearningCurve::through(
+        (c.first_seconds, c.first_val_accuracy),
+        (c.second_seconds, eval.val_accuracy),
+        0.5,
+    )
+    .expect("a curve")
+    .at(300.0);
+    assert!((c.predicted_val_accuracy - want).abs() < 1e-12);
+
+    // One unit at a time, and fewer epochs first.
+    for (seconds, epochs, key) in [
+        (10.0, Some(1), "budget.curve.first_seconds"),
+        (0.0, Some(3), "budget.curve.first_epochs"),
+        (0.0, Some(0), "budget.curve.first_epochs"),
+    ] {
+        let mut bad = curved.clone();
+        bad.budget.curve = Some(CurveProxy {
+            first_seconds: seconds,
+            first_epochs: epochs,
+            target_seconds: 300.0,
+            exponent: 0.5,
+        });
+        match bad.check() {
+            Err(TrainError::Config(m)) => assert!(m.contains(key), "{m}"),
+            other => panic!("{key}: expected a config error, got {other:?}"),
+        }
+    }
     Ok(())
 }
 

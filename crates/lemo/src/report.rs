@@ -577,8 +577,22 @@ fn iterations_section(w: &mut String, h: &RunHistory) {
             }
         }
     }
-    let budget = h.start.as_ref().map(|s| s.config.search.training.budget);
-    if let Some((c, second)) = budget.and_then(|b| Some((b.curve?, b.max_wall_seconds?))) {
+    let recipe = h.start.as_ref().map(|s| &s.config.search.training);
+    if let Some((c, epochs)) = recipe.and_then(|r| Some((r.budget.curve?, r.epochs)))
+        && let Some(first) = c.first_epochs
+    {
+        let _ = writeln!(
+            w,
+            "\nA1 and A2 here are predicted, not measured: each candidate was trained for {first} \
+             and for {epochs} epochs, and the learning curve through the two training \
+             (validation) accuracies at their measured training times (exponent {}) gives its A1 \
+             (A2) after the final training's {:.0} s (the journal's `evaluated` events hold both \
+             measurements).",
+            c.exponent, c.target_seconds
+        );
+    } else if let Some((c, second)) =
+        recipe.and_then(|r| Some((r.budget.curve?, r.budget.max_wall_seconds?)))
+    {
         let _ = writeln!(
             w,
             "\nA1 and A2 here are predicted, not measured: each candidate was trained for {:.0} s \

@@ -319,8 +319,9 @@ pub struct Budget {
     /// candidate is then measured as it is.
     pub max_wall_seconds: Option<f64>,
     /// A learning-curve proxy: train twice (first for `curve.first_seconds`, then for
-    /// `max_wall_seconds`) and predict the validation accuracy of a training of
-    /// `curve.target_seconds` ([`CurveProxy`]). `None`: one training, measured as it is.
+    /// `max_wall_seconds`; or first for `curve.first_epochs` epochs, then for the recipe's
+    /// `epochs`) and predict the validation accuracy of a training of `curve.target_seconds`
+    /// ([`CurveProxy`]). `None`: one training, measured as it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub curve: Option<CurveProxy>,
 }
@@ -341,11 +342,23 @@ impl Default for Budget {
 /// evaluated at the final training's length. A short proxy alone ranks networks that learn
 /// fast per second first; the curve also sees how fast each one is still improving
 /// (docs/results.md).
+///
+/// The two lengths are either seconds (`first_seconds`, then `budget.max_wall_seconds`: every
+/// candidate measured at the same times) or epochs (`first_epochs`, then the recipe's `epochs`,
+/// with `budget.max_wall_seconds` as a cap if set: every candidate measured at the same points
+/// of its own learning, a network twice as slow measured twice as late, and the curve drawn
+/// through the measured training times).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CurveProxy {
-    /// Seconds of the first, shorter training (the second runs `budget.max_wall_seconds`).
+    /// Seconds of the first, shorter training (the second runs `budget.max_wall_seconds`);
+    /// 0 when the lengths are epochs.
+    #[serde(default)]
     pub first_seconds: f64,
+    /// Epochs of the first, shorter training, when the lengths are epochs (the second runs the
+    /// recipe's `epochs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_epochs: Option<usize>,
     /// Seconds of the training whose validation accuracy is predicted (the final training's).
     pub target_seconds: f64,
     /// The learning curve's exponent.
@@ -600,10 +613,33 @@ impl TrainConfig {
         {
             return bad(format!("budget.max_wall_seconds {s} must be positive"));
         }
-        if let Some(c) = self.budget.curve {
+        if let Some(c) = self.budget.curve
+            && let Some(e) = c.first_epochs
+        {
+            if c.first_seconds != 0.0 {
+                return bad(format!(
+                    "budget.curve.first_seconds {} and budget.curve.first_epochs {e}: give the \
+                     first training's length in one unit",
+                    c.first_seconds
+                ));
+            }
+            if e == 0 || e >= self.epochs {
+                return bad(format!(
+                    "budget.curve.first_epochs {e} must be at least 1 and below epochs {}",
+                    self.epochs
+                ));
+            }
+            if !(c.target_seconds.is_finite() && c.target_seconds > 0.0) {
+                return bad(format!(
+                    "budget.curve.target_seconds {} must be positive",
+                    c.target_seconds
+                ));
+            }
+        } else if let Some(c) = self.budget.curve {
             let Some(second) = self.budget.max_wall_seconds else {
                 return bad(
-                    "budget.curve needs budget.max_wall_seconds (the second training's length)"
+                    "budget.curve needs budget.max_wall_seconds (the second training's length) \
+                     or budget.curve.first_epochs"
                         .into(),
                 );
             };
@@ -620,12 +656,14 @@ impl TrainConfig {
                     c.target_seconds
                 ));
             }
-            if !(c.exponent.is_finite() && c.exponent > 0.0) {
-                return bad(format!(
-                    "budget.curve.exponent {} must be positive",
-                    c.exponent
-                ));
-            }
+        }
+        if let Some(c) = self.budget.curve
+            && !(c.exponent.is_finite() && c.exponent > 0.0)
+        {
+            return bad(format!(
+                "budget.curve.exponent {} must be positive",
+                c.exponent
+            ));
         }
         if self.divergence_loss.is_nan() || self.divergence_loss <= 0.0 {
             return bad("divergence_loss must be positive".into());

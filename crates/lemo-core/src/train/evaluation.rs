@@ -137,11 +137,13 @@ pub struct Evaluation {
 /// What a learning-curve proxy measured and predicted.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct CurvePrediction {
-    /// Length of the first training, seconds.
+    /// Length of the first training, seconds (its measured training time when the curve's
+    /// lengths are epochs).
     pub first_seconds: f64,
     /// Validation accuracy after the first training.
     pub first_val_accuracy: f64,
-    /// Length of the second training, seconds (its accuracy is `Evaluation::val_accuracy`).
+    /// Length of the second training, seconds, measured as the first's (its accuracy is
+    /// `Evaluation::val_accuracy`).
     pub second_seconds: f64,
     /// The length the prediction is for, seconds.
     pub target_seconds: f64,
