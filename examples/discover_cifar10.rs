@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release --example discover_cifar10 -- DATA_DIR --minutes 30 [--config FILE] [--no-baseline]
-//!     [--curve T1,T2] [--candidates K] [--search-share F]
+//!     [--curve T1,T2 | --curve-epochs E1,E2] [--candidates K] [--search-share F]
 //! ```
 //!
 //! DATA_DIR holds CIFAR-10 as the binary batches (`cifar-10-batches-bin/`, or that folder
@@ -27,6 +27,10 @@
 //! docs/training.md): each candidate is trained for T1 and for T2 seconds (flip TTA on the
 //! validation split, as the final training measures), and the search's A1 and A2 are the
 //! curve's predictions for the final training's time. A candidate then costs T1 + T2 seconds.
+//! `--curve-epochs E1,E2` trains each candidate for E1 and for E2 epochs instead (each network
+//! measured after the same learning, the curve drawn through the measured times; a training is
+//! capped at 30% of the search); an iteration then starts only when it is expected to fit in the
+//! search's share (`termination.whole_iterations`).
 //!
 //! `--candidates K` (K > 1) evaluates K candidates per iteration from iteration 2 on (the first
 //! iteration is the starter alone, `search.first_candidates = 1`); without `--config`, the
@@ -49,7 +53,8 @@ use lemo_train::data::DatasetSpec;
 use lemo_train::{CurveProxy, EpochStats, TrainConfig, TrainObserver};
 
 const USAGE: &str = "usage: discover_cifar10 DATA_DIR --minutes N [--config RUN_CONFIG.toml] \
-                     [--no-baseline] [--curve T1,T2] [--candidates K] [--search-share F]";
+                     [--no-baseline] [--curve T1,T2 | --curve-epochs E1,E2] [--candidates K] \
+                     [--search-share F]";
 
 /// The command line.
 struct Args {
@@ -57,12 +62,21 @@ struct Args {
     minutes: f64,
     config: Option<PathBuf>,
     baseline: bool,
-    /// The learning-curve proxy's two training lengths, seconds.
-    curve: Option<(f64, f64)>,
+    /// The learning-curve proxy's two training lengths.
+    curve: Option<Curve>,
     /// Candidates per iteration from iteration 2 on.
     candidates: usize,
     /// The search's share of the budget after loading and the final measurements.
     search_share: f64,
+}
+
+/// The two training lengths of a learning-curve proxy.
+#[derive(Debug, Clone, Copy)]
+enum Curve {
+    /// Seconds, the same for every candidate (`--curve T1,T2`).
+    Seconds(f64, f64),
+    /// Epochs, each candidate measured after the same learning (`--curve-epochs E1,E2`).
+    Epochs(usize, usize),
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -91,9 +105,26 @@ fn parse_args() -> Result<Args, String> {
                 });
                 match parsed {
                     Some((a, b)) if a.is_finite() && b.is_finite() && a > 0.0 && b > a => {
-                        curve = Some((a, b));
+                        curve = Some(Curve::Seconds(a, b));
                     }
                     _ => return Err(format!("--curve {v}: give T1,T2 seconds with 0 < T1 < T2")),
+                }
+            }
+            "--curve-epochs" => {
+                let v = args.next().ok_or("--curve-epochs needs E1,E2")?;
+                let parsed = v.split_once(',').and_then(|(a, b)| {
+                    Some((
+                        a.trim().parse::<usize>().ok()?,
+                        b.trim().parse::<usize>().ok()?,
+                    ))
+                });
+                match parsed {
+                    Some((a, b)) if a > 0 && b > a => curve = Some(Curve::Epochs(a, b)),
+                    _ => {
+                        return Err(format!(
+                            "--curve-epochs {v}: give E1,E2 epochs with 0 < E1 < E2"
+                        ));
+                    }
                 }
             }
             "--candidates" => {
@@ -321,21 +352,37 @@ fn run(args: &Args) -> Result<String, String> {
     let mut search_recipe = TrainConfig::fast_search();
     search_recipe.epochs = 200;
     search_recipe.budget.data_fraction = 1.0;
+    // A candidate's seconds, when known in advance (not for a curve in epochs).
     let candidate = match args.curve {
         None => {
             let candidate = (search / 8.0).clamp(30.0, 240.0);
             search_recipe.budget.max_wall_seconds = Some(candidate);
-            candidate
+            Some(candidate)
         }
-        Some((first, second)) => {
+        Some(Curve::Seconds(first, second)) => {
             search_recipe.budget.max_wall_seconds = Some(second);
             search_recipe.budget.curve = Some(CurveProxy {
                 first_seconds: first,
+                first_epochs: None,
                 target_seconds: final_seconds.max(second * 1.01),
                 exponent: DEFAULT_CURVE_EXPONENT,
             });
             search_recipe.tta_flip = true;
-            first + second
+            Some(first + second)
+        }
+        Some(Curve::Epochs(first, second)) => {
+            search_recipe.epochs = second;
+            // A cap for networks far slower than the starter: the schedule then follows the
+            // clock, and the candidate is measured at the cap.
+            search_recipe.budget.max_wall_seconds = Some(0.3 * search);
+            search_recipe.budget.curve = Some(CurveProxy {
+                first_seconds: 0.0,
+                first_epochs: Some(first),
+                target_seconds: final_seconds,
+                exponent: DEFAULT_CURVE_EXPONENT,
+            });
+            search_recipe.tta_flip = true;
+            None
         }
     };
     config.search.training = search_recipe;
@@ -353,12 +400,23 @@ fn run(args: &Args) -> Result<String, String> {
         config.search.candidates = args.candidates;
         config.search.first_candidates = Some(1);
     }
-    // An iteration starts only while a whole one (its K candidates) fits in the search's share.
-    let iteration_cost = args.candidates as f64 * (candidate + per_candidate_overhead);
-    config.termination.max_wall_seconds = Some((search - iteration_cost).max(1.0));
+    // An iteration starts only while a whole one (its K candidates) fits in the search's share:
+    // planned from a candidate's known seconds, or estimated from the finished iterations.
+    let per_candidate = match candidate {
+        Some(seconds) => {
+            let iteration_cost = args.candidates as f64 * (seconds + per_candidate_overhead);
+            config.termination.max_wall_seconds = Some((search - iteration_cost).max(1.0));
+            format!("{seconds:.0} s")
+        }
+        None => {
+            config.termination.max_wall_seconds = Some(search);
+            config.termination.whole_iterations = true;
+            "measured".to_string()
+        }
+    };
     config.termination.stop_when_thresholds_met = false;
     progress.say(&format!(
-        "budget {budget:.0} s: loading {loaded:.0} s, search {search:.0} s ({candidate:.0} s \
+        "budget {budget:.0} s: loading {loaded:.0} s, search {search:.0} s ({per_candidate} \
          per candidate, {} per iteration after the first), final training {final_seconds:.0} s, \
          measurements {reserve:.0} s",
         args.candidates

@@ -368,6 +368,12 @@ pub struct Termination {
     pub iterations: usize,
     /// Wall-clock budget of the search in seconds (summed over iterations, across resumes).
     pub max_wall_seconds: Option<f64>,
+    /// With `max_wall_seconds`: an iteration starts only when it is expected to end inside the
+    /// budget (its length estimated from the finished iterations' seconds per candidate, the
+    /// slowest one, times the next iteration's candidates), so the search never overruns a
+    /// budget whose candidates' cost is not known in advance (a curve proxy in epochs). Off:
+    /// an iteration starts whenever the budget is not yet spent.
+    pub whole_iterations: bool,
     /// Energy budget of the search in kWh (measured, before PUE), summed over iterations.
     pub max_energy_kwh: Option<f64>,
     /// Stop once a candidate reaches every target given.
@@ -383,6 +389,7 @@ impl Default for Termination {
         Self {
             iterations: 30,
             max_wall_seconds: None,
+            whole_iterations: false,
             max_energy_kwh: None,
             targets: Targets::default(),
             stop_when_thresholds_met: false,

@@ -622,7 +622,14 @@ impl Discovery {
             });
         }
         let seconds = h.search_seconds();
-        if t.max_wall_seconds.is_some_and(|m| seconds >= m) {
+        let next = if t.whole_iterations {
+            self.next_iteration_seconds(h)
+        } else {
+            0.0
+        };
+        if t.max_wall_seconds
+            .is_some_and(|m| seconds >= m || seconds + next > m)
+        {
             return Some(StopReason::WallClock { seconds });
         }
         let kwh = h.search_kwh();
@@ -630,6 +637,17 @@ impl Discovery {
             return Some(StopReason::Energy { kwh });
         }
         None
+    }
+
+    /// The expected length of the next iteration: the finished iterations' largest seconds per
+    /// candidate times the next iteration's candidates (0 before the first iteration).
+    fn next_iteration_seconds(&self, h: &RunHistory) -> f64 {
+        let per_candidate = h
+            .iterations
+            .iter()
+            .map(|r| r.seconds / r.candidates.len().max(1) as f64)
+            .fold(0.0, f64::max);
+        per_candidate * self.config.search.candidates_in(h.iterations.len() + 1) as f64
     }
 
     /// Whether iterations write the candidate events (`candidate_proposed`, the jobs and every

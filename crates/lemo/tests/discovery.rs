@@ -244,6 +244,65 @@ fn targets_stop_the_search_early() -> TestResult {
     Ok(())
 }
 
+/// A trainer that takes `seconds` of wall clock per training.
+struct Slow(f64);
+
+impl lemo_train::Trainer for Slow {
+    fn name(&self) -> String {
+        "slow".into()
+    }
+    fn train(
+        &mut self,
+        network: &lemo_arch::ValidatedGraph,
+        data: &lemo_train::data::Splits,
+        config: &lemo_train::TrainConfig,
+        meter: &dyn lemo_energy::EnergyMeter,
+        observer: &mut dyn lemo_train::TrainObserver,
+    ) -> Result<lemo_train::Evaluation, lemo_train::TrainError> {
+        std::thread::sleep(std::time::Duration::from_secs_f64(self.0));
+        common::FakeTrainer::default().train(network, data, config, meter, observer)
+    }
+}
+
+#[test]
+fn whole_iterations_start_only_when_they_fit_the_wall_clock_budget() -> TestResult {
+    // Iterations of about 0.6 s against a 1.5-s budget: two fit, a third would end at ~1.8 s.
+    // Without whole_iterations the third starts (1.2 s < 1.5 s) and overruns.
+    for (whole, want) in [(true, 2), (false, 3)] {
+        let tmp = tempfile::tempdir()?;
+        let mut config = quick_config(10, tmp.path());
+        config.final_training.enabled = false;
+        config.termination.max_wall_seconds = Some(1.5);
+        config.termination.whole_iterations = whole;
+        let data = common::digits(&config);
+        let s = lemo::Discovery::new(
+            config.clone(),
+            offline(&config),
+            Box::new(Slow(0.6)),
+            Box::new(lemo_energy::NoMeter),
+            Box::new(lemo_expert::PaperRuleBook),
+        )
+        .with_data(data)
+        .discover_in(RunDir::new(tmp.path().join("run")))?;
+        assert_eq!(s.history.iterations.len(), want, "whole_iterations {whole}");
+        let seconds = s.history.search_seconds();
+        assert!(
+            matches!(
+                s.history.search_finished.as_ref().map(|x| &x.0),
+                Some(StopReason::WallClock { .. })
+            ),
+            "whole_iterations {whole}: {:?}",
+            s.history.search_finished
+        );
+        if whole {
+            assert!(seconds <= 1.5, "whole iterations overran: {seconds} s");
+        } else {
+            assert!(seconds > 1.5, "{seconds} s");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn wall_clock_and_energy_budgets_stop_the_search() -> TestResult {
     // A budget smaller than one iteration: the check before iteration 2 ends the search.
