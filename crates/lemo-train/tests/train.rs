@@ -323,23 +323,20 @@ fn a_trained_network_saves_loads_and_evaluates_the_same() -> Result<(), TrainErr
     Ok(())
 }
 
-#[test]
-fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), TrainError> {
-    use lemo_core::metrics::LearningCurve;
-    use lemo_train::CurveProxy;
+/// The small CNN trained for three epochs with a learning-curve proxy (and a wall-clock cap):
+/// the config, what the observer saw, the evaluation.
+fn train_with_curve(
+    max_wall_seconds: Option<f64>,
+    curve: lemo_train::CurveProxy,
+) -> Result<(TrainConfig, Counter, lemo_train::Evaluation), TrainError> {
     let mut curved = TrainConfig {
         epochs: 3,
         inference: None,
         evaluate_test: false,
         ..config()
     };
-    curved.budget.max_wall_seconds = Some(30.0);
-    curved.budget.curve = Some(CurveProxy {
-        first_seconds: 10.0,
-        first_epochs: None,
-        target_seconds: 300.0,
-        exponent: 0.5,
-    });
+    curved.budget.max_wall_seconds = max_wall_seconds;
+    curved.budget.curve = Some(curve);
     let mut counter = Counter::default();
     let eval = BurnTrainer::new().train(
         &validated(small_cnn(), task())?,
@@ -347,6 +344,22 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
         &curved,
         &NoMeter,
         &mut counter,
+    )?;
+    Ok((curved, counter, eval))
+}
+
+#[test]
+fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), TrainError> {
+    use lemo_core::metrics::LearningCurve;
+    use lemo_train::CurveProxy;
+    let (curved, counter, eval) = train_with_curve(
+        Some(30.0),
+        CurveProxy {
+            first_seconds: 10.0,
+            first_epochs: None,
+            target_seconds: 300.0,
+            exponent: 0.5,
+        },
     )?;
     // Two whole trainings (three epochs each: the wall budgets are far away).
     assert_eq!(counter.ended.len(), 6);
@@ -425,25 +438,14 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
 fn a_curve_proxy_in_epochs_draws_the_curve_through_the_measured_times() -> Result<(), TrainError> {
     use lemo_core::metrics::LearningCurve;
     use lemo_train::CurveProxy;
-    let mut curved = TrainConfig {
-        epochs: 3,
-        inference: None,
-        evaluate_test: false,
-        ..config()
-    };
-    curved.budget.curve = Some(CurveProxy {
-        first_seconds: 0.0,
-        first_epochs: Some(1),
-        target_seconds: 300.0,
-        exponent: 0.5,
-    });
-    let mut counter = Counter::default();
-    let eval = BurnTrainer::new().train(
-        &validated(small_cnn(), task())?,
-        &splits(false),
-        &curved,
-        &NoMeter,
-        &mut counter,
+    let (curved, counter, eval) = train_with_curve(
+        None,
+        CurveProxy {
+            first_seconds: 0.0,
+            first_epochs: Some(1),
+            target_seconds: 300.0,
+            exponent: 0.5,
+        },
     )?;
     // One epoch, then three.
     assert_eq!(counter.ended.len(), 4);
