@@ -201,6 +201,13 @@ impl Progress {
 }
 
 impl TrainObserver for Progress {
+    fn on_phase(&mut self, phase: &str) {
+        // Which of a learning-curve proxy's two trainings the epoch lines below belong to.
+        if phase.starts_with("learning curve") {
+            self.say(&format!("  {phase}"));
+        }
+    }
+
     fn on_epoch_end(&mut self, stats: &EpochStats) {
         self.say(&format!(
             "  epoch {}: loss {:.3}, A2 {:.4}, {:.0} img/s, lr {:.4}",

@@ -355,6 +355,7 @@ pub fn train_and_measure(
             short.evaluate_test = false;
             observer.on_phase("learning curve: first training");
             let trained = train_and_measure(network, data, &short, meter, observer)?;
+            observer.on_phase("learning curve: second training");
             trained.evaluation.map(|e| (curve, e))
         }
         None => None,

@@ -364,12 +364,13 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
     // Two whole trainings (three epochs each: the wall budgets are far away).
     assert_eq!(counter.ended.len(), 6);
     assert_eq!(eval.history.len(), 3);
-    assert!(
-        counter
-            .phases
-            .iter()
-            .any(|p| p.starts_with("learning curve"))
-    );
+    // Each training is announced, so progress lines can tell them apart.
+    for phase in [
+        "learning curve: first training",
+        "learning curve: second training",
+    ] {
+        assert!(counter.phases.iter().any(|p| p == phase), "{phase}");
+    }
     let c = eval.curve.expect("a prediction");
     assert_eq!(
         (c.first_seconds, c.second_seconds, c.target_seconds),
