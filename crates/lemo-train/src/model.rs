@@ -450,14 +450,12 @@ impl GraphModel {
                     (Layer::Separable(s), Value::Map(x)) => {
                         Value::Map(kernels::conv2d(&s.pointwise, s.depthwise.forward(x)))
                     }
-                    (Layer::Norm(n), Value::Map(x)) if step.fused_relu => {
-                        Value::Map(kernels::batch_norm_relu(n, x))
+                    (Layer::Norm(n), Value::Map(x)) => {
+                        Value::Map(kernels::norm(n, x, step.fused_relu))
                     }
-                    (Layer::Norm(n), Value::Vector(x)) if step.fused_relu => {
-                        Value::Vector(kernels::batch_norm_relu(n, x))
+                    (Layer::Norm(n), Value::Vector(x)) => {
+                        Value::Vector(kernels::norm(n, x, step.fused_relu))
                     }
-                    (Layer::Norm(n), Value::Map(x)) => Value::Map(kernels::batch_norm(n, x)),
-                    (Layer::Norm(n), Value::Vector(x)) => Value::Vector(kernels::batch_norm(n, x)),
                     (Layer::Dense(d), Value::Vector(x)) => Value::Vector(d.forward(x)),
                     (Layer::Dropout(d), Value::Map(x)) => Value::Map(d.forward(x)),
                     (Layer::Dropout(d), Value::Vector(x)) => Value::Vector(d.forward(x)),

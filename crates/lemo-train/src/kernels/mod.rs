@@ -387,7 +387,8 @@ pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D
     norm(bn, x, true)
 }
 
-fn norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
+/// [`batch_norm_relu`] when `relu`, else [`batch_norm`]: for callers that decide per step.
+pub(crate) fn norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
     let dims = x.dims();
     let [channels] = bn.gamma.dims();
@@ -636,29 +637,21 @@ mod tests {
         let device = Device::flex().autodiff();
         let ours = BatchNormConfig::new(4).init(&device);
         let theirs = BatchNormConfig::new(4).init(&device);
-        let (mine, burns) = (
-            |x: Tensor<4>| {
-                if relu {
-                    batch_norm_relu(&ours, x)
-                } else {
-                    batch_norm(&ours, x)
-                }
-            },
-            |x: Tensor<4>| {
-                let y = theirs.forward(x);
-                if relu {
-                    burn::tensor::activation::relu(y)
-                } else {
-                    y
-                }
-            },
-        );
+        // burn's batch norm, then burn's ReLU when `relu`.
+        fn burns<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
+            let y = bn.forward(x);
+            if relu {
+                burn::tensor::activation::relu(y)
+            } else {
+                y
+            }
+        }
         for dims in [[3usize, 4, 5, 6], [8, 4, 1, 1]] {
             let x =
                 Tensor::<4>::random(dims, Distribution::Normal(1.0, 2.0), &device).require_grad();
             assert!(x.clone().try_into_primitive::<FlexAd>().is_ok());
-            let a = mine(x.clone());
-            let b = burns(x.clone());
+            let a = norm(&ours, x.clone(), relu);
+            let b = burns(&theirs, x.clone(), relu);
             let pattern = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
             let ga = (a.clone() * pattern.clone()).sum().backward();
             let gb = (b.clone() * pattern).sum().backward();
@@ -686,14 +679,7 @@ mod tests {
         }
         // Vectors ([batch, features]) take the same path.
         let v = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
-        let (a, b) = if relu {
-            (
-                batch_norm_relu(&ours, v.clone()),
-                burn::tensor::activation::relu(theirs.forward(v)),
-            )
-        } else {
-            (batch_norm(&ours, v.clone()), theirs.forward(v))
-        };
+        let (a, b) = (norm(&ours, v.clone(), relu), burns(&theirs, v, relu));
         a.into_data()
             .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-4));
     }
