@@ -93,6 +93,11 @@ struct Step {
     /// The ReLU that reads this step's output runs inside it: a batch norm's (training form) or
     /// a convolution's (deployment form, through folded batch norms).
     fused_relu: bool,
+    /// A max pooling that runs on this step's output (after its fused ReLU) as part of the
+    /// step: inside a batch norm's or convolution's kernel ([`kernels::batch_norm_max_pool`],
+    /// [`kernels::conv2d_max_pool`]), after the step's own op elsewhere. The pooling step it
+    /// came from passes values through.
+    fused_pool: Option<kernels::MaxPool>,
 }
 
 /// The execution plan of a [`GraphModel`] (not a module: skipped by burn's derive).
@@ -384,10 +389,12 @@ impl GraphModel {
                 inputs,
                 l2: node.l2.filter(|l2| *l2 > 0.0),
                 fused_relu: false,
+                fused_pool: None,
             });
         }
         let mut plan = Plan::new(steps, task.input, task.classes);
         plan.fuse_norm_relu(&layers);
+        plan.fuse_pools(&layers);
         Ok(Self { layers, plan })
     }
 
@@ -433,13 +440,44 @@ impl GraphModel {
         }
     }
 
-    fn apply(&self, step: &Step, mut args: Vec<Value>) -> Result<Value, TrainError> {
+    fn apply(&self, step: &Step, args: Vec<Value>) -> Result<Value, TrainError> {
+        let (out, pooled) = self.apply_op(step, args)?;
+        Ok(match (step.fused_pool, out) {
+            (Some(p), Value::Map(x)) if !pooled => {
+                Value::Map(kernels::max_pool2d(x, p.kernel, p.stride, p.pad))
+            }
+            (Some(_), Value::Vector(_)) if !pooled => {
+                return Err(internal(format!("{}: max pool fused on a vector", step.id)));
+            }
+            (_, out) => out,
+        })
+    }
+
+    /// The step's own op; `true` with it when the op already ran the step's fused pooling.
+    fn apply_op(&self, step: &Step, mut args: Vec<Value>) -> Result<(Value, bool), TrainError> {
         let bad = |what: &str| internal(format!("{}: {what}", step.id));
         if matches!(step.kind, Kind::Add | Kind::Concat) {
-            return merge(&step.kind, args).ok_or_else(|| bad("inputs of mixed kinds"));
+            let merged = merge(&step.kind, args).ok_or_else(|| bad("inputs of mixed kinds"))?;
+            return Ok((merged, false));
         }
         let arg = args.pop().ok_or_else(|| bad("no input"))?;
-        Ok(match (&step.kind, arg) {
+        // A batch norm or convolution with a fused pooling runs it inside its kernel.
+        let layer = match &step.kind {
+            Kind::Layer(l) => self.layers.get(*l),
+            _ => None,
+        };
+        let arg = match (layer, step.fused_pool, arg) {
+            (Some(Layer::Norm(n)), Some(pool), Value::Map(x)) => {
+                let y = kernels::batch_norm_max_pool(n, x, step.fused_relu, pool);
+                return Ok((Value::Map(y), true));
+            }
+            (Some(Layer::Conv(c)), Some(pool), Value::Map(x)) => {
+                let y = kernels::conv2d_max_pool(c, x, step.fused_relu, pool);
+                return Ok((Value::Map(y), true));
+            }
+            (_, _, arg) => arg,
+        };
+        let out = match (&step.kind, arg) {
             (Kind::Layer(l), arg) => {
                 let layer = self.layers.get(*l).ok_or_else(|| bad("missing layer"))?;
                 match (layer, arg) {
@@ -505,7 +543,8 @@ impl GraphModel {
             (Kind::Flatten, Value::Map(x)) => Value::Vector(x.flatten(1, 3)),
             (Kind::Flatten, v @ Value::Vector(_)) => v,
             _ => return Err(bad("op applied to the wrong kind of input")),
-        })
+        };
+        Ok((out, false))
     }
 
     /// Sets the filters of every `init = patch_whitening` convolution of `network` (the
@@ -687,15 +726,20 @@ impl GraphModel {
                     break None;
                 }
                 match (&steps[j].kind, steps[j].inputs.as_slice()) {
-                    (Kind::Identity, [Slot::Node(k)]) => j = *k,
+                    (Kind::Identity, [Slot::Node(k)]) if steps[j].fused_pool.is_none() => j = *k,
                     (Kind::Layer(l), _) if matches!(layers.get(*l), Some(Some(Layer::Conv(_)))) => {
                         break Some(j);
                     }
                     _ => break None,
                 }
             };
-            if let Some(j) = conv {
+            // The ReLU's pooling (from a folded batch norm) moves with it: the pool commutes
+            // with the ReLU, and nothing reads the values in between.
+            if let Some(j) = conv
+                && (steps[i].fused_pool.is_none() || steps[j].fused_pool.is_none())
+            {
                 steps[j].fused_relu = true;
+                steps[j].fused_pool = steps[j].fused_pool.or(steps[i].fused_pool.take());
                 steps[i].kind = Kind::Identity;
             }
         }
@@ -727,6 +771,15 @@ impl GraphModel {
     /// form, convolutions (through folded batch norms) in the deployment form.
     pub fn fused_activations(&self) -> usize {
         self.plan.steps.iter().filter(|s| s.fused_relu).count()
+    }
+
+    /// Number of steps that run the max pooling reading them inside them.
+    pub fn fused_pools(&self) -> usize {
+        self.plan
+            .steps
+            .iter()
+            .filter(|s| s.fused_pool.is_some())
+            .count()
     }
 
     /// Number of batch norms and dropouts left (0 and 0 in a fully folded deployment form).
@@ -809,6 +862,72 @@ impl Plan {
             }
             if let Some(relu) = self.steps.get_mut(i) {
                 relu.kind = Kind::Identity;
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// Runs each max pooling inside the batch norm (through the ReLU fused into it) or the
+    /// convolution it reads, when nothing else reads the values in between: the pooling step
+    /// passes values through and the producer's step pools ([`kernels::batch_norm_max_pool`],
+    /// [`kernels::conv2d_max_pool`]). The values and gradients are those of the unfused plan.
+    fn fuse_pools(&mut self, layers: &[Layer]) {
+        for i in 0..self.steps.len() {
+            let Some(Step {
+                kind:
+                    Kind::MaxPool {
+                        kernel,
+                        stride,
+                        pad,
+                    },
+                inputs,
+                ..
+            }) = self.steps.get(i)
+            else {
+                continue;
+            };
+            let pool = kernels::MaxPool {
+                kernel: *kernel,
+                stride: *stride,
+                pad: *pad,
+            };
+            let [Slot::Node(first)] = inputs.as_slice() else {
+                continue;
+            };
+            let mut j = *first;
+            let producer = loop {
+                if self.uses.get(j) != Some(&1) {
+                    break None;
+                }
+                match self.steps.get(j) {
+                    Some(Step {
+                        kind: Kind::Identity,
+                        inputs,
+                        fused_pool: None,
+                        ..
+                    }) => match inputs.as_slice() {
+                        [Slot::Node(k)] => j = *k,
+                        _ => break None,
+                    },
+                    Some(Step {
+                        kind: Kind::Layer(l),
+                        fused_pool: None,
+                        ..
+                    }) if matches!(layers.get(*l), Some(Layer::Norm(_) | Layer::Conv(_))) => {
+                        break Some(j);
+                    }
+                    _ => break None,
+                }
+            };
+            let Some(j) = producer else {
+                continue;
+            };
+            if let Some(producer) = self.steps.get_mut(j) {
+                producer.fused_pool = Some(pool);
+            }
+            if let Some(step) = self.steps.get_mut(i) {
+                step.kind = Kind::Identity;
             }
         }
     }

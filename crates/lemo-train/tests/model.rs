@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 use lemo_arch::{
     Graph, Init, Limits, Node, Op, Padding, PaddingMode, Task, ValidatedGraph, parse_answer,
-    ref_cnn,
+    ref_cnn, starter,
 };
 use lemo_train::{GraphModel, TrainError};
 use proptest::prelude::*;
@@ -262,16 +262,30 @@ fn training_mode_forward_backward_works_on_every_op() -> Result<(), TrainError> 
 fn deployment_form_folds_batch_norm_and_agrees_within_1e_4() -> Result<(), TrainError> {
     let ad = Device::flex().autodiff();
     ad.seed(7);
+    let cifar = task([3, 32, 32], 10);
     for (graph, t) in [
         (every_op_graph(), task([3, 16, 16], 7)),
-        (ref_cnn(10), task([3, 32, 32], 10)),
+        (ref_cnn(10), cifar.clone()),
+        (starter(&cifar), cifar.clone()),
     ] {
         let model = build(&graph, &t, &ad)?;
+        if graph.name.as_deref() == Some("starter") {
+            assert_eq!(
+                model.fused_pools(),
+                3,
+                "each stage's pooling runs inside the convolution it reads"
+            );
+        }
         if graph.name.as_deref() == Some("ref-cnn") {
             assert_eq!(
                 model.fused_activations(),
                 5,
                 "every ref-cnn ReLU runs inside the batch norm it reads while training"
+            );
+            assert_eq!(
+                model.fused_pools(),
+                1,
+                "p1 runs inside b2 (p2 reads the residual add, not a batch norm)"
             );
         }
         let [c, h, w] = t.input;
@@ -292,6 +306,7 @@ fn deployment_form_folds_batch_norm_and_agrees_within_1e_4() -> Result<(), Train
                 5,
                 "every ref-cnn ReLU follows a conv"
             );
+            assert_eq!(deployed.fused_pools(), 1, "p1 moves onto c2 with the ReLU");
         }
         let device = Device::flex();
         let x = Tensor::<4>::random([5, c, h, w], Distribution::Normal(0.0, 1.0), &device);

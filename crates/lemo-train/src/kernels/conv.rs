@@ -12,6 +12,8 @@ use std::ops::Range;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::pool::{PoolForward, PoolGeometry};
+
 /// The geometry of one 2-D convolution: input, kernel, stride, padding, dilation, output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -487,6 +489,69 @@ pub fn backward(
         return super::winograd::backward(g, x, weight, dy, need_x);
     }
     backward_im2col(g, x, weight, dy, need_x)
+}
+
+/// The 2x2, stride-2 max pooling (floor mode) of the output of `g` (`None` when the output is
+/// smaller than one window).
+pub fn output_pool(g: &ConvGeometry) -> Option<PoolGeometry> {
+    let [oh, ow] = g.output()?;
+    let p = PoolGeometry {
+        planes: g.batch * g.c_out,
+        h: oh,
+        w: ow,
+        kernel: 2,
+        stride: 2,
+        pad: 0,
+    };
+    p.output().map(|_| p)
+}
+
+/// [`forward`] followed by the 2x2, stride-2 max pooling of every output plane: inside the
+/// Winograd output pass where that path applies (the full output is never written), else the
+/// convolution then [`super::pool::forward`]. Returns the pooled output and the arg-max of every
+/// window inside its `oh x ow` plane.
+///
+/// # Panics
+/// When a slice length disagrees with the geometry, or the output is smaller than one window
+/// ([`output_pool`] is `None`).
+// The documented panic.
+#[allow(clippy::panic)]
+pub fn forward_max_pool(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> PoolForward {
+    let pool = output_pool(g).unwrap_or_else(|| panic!("conv2d + max pool: no window in {g:?}"));
+    if super::winograd::enabled() && super::winograd::supports(g) {
+        let (output, argmax) = super::winograd::forward_pooled(g, x, weight, bias, relu);
+        return PoolForward { output, argmax };
+    }
+    super::pool::forward(&pool, &forward_im2col(g, x, weight, bias, relu))
+}
+
+/// Backward pass of [`forward_max_pool`] from the pooled output's gradient and the forward's
+/// arg-maxes: inside the Winograd gradient transform where that path applies, else the
+/// pooling's backward pass then the convolution's.
+///
+/// # Panics
+/// As [`forward_max_pool`], or when `dy` and `argmax` disagree with the pooled output.
+// The documented panic.
+#[allow(clippy::panic)]
+pub fn backward_max_pool(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    (dy, argmax): (&[f32], &[u32]),
+    need_x: bool,
+) -> ConvGrads {
+    let pool = output_pool(g).unwrap_or_else(|| panic!("conv2d + max pool: no window in {g:?}"));
+    if super::winograd::enabled() && super::winograd::supports(g) {
+        return super::winograd::backward_pooled(g, x, weight, dy, argmax, need_x);
+    }
+    let full = super::pool::backward(&pool, argmax, dy);
+    backward_im2col(g, x, weight, &full, need_x)
 }
 
 /// [`backward`] through im2col and gemms per image, whatever the geometry.

@@ -50,6 +50,32 @@ pub(crate) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64
     acc.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
 
+/// Two sums in one pass, `(sum(f(a[i], b[i]).0), sum(f(a[i], b[i]).1))`, vectorised as
+/// [`lane_sum`] is.
+// l < LANES, the length of both accumulators and of every chunks_exact(LANES) chunk.
+#[allow(clippy::indexing_slicing)]
+pub(crate) fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
+    const LANES: usize = 16;
+    let (mut p, mut q) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..LANES {
+            let (u, v) = f(xa[l], xb[l]);
+            p[l] += u;
+            q[l] += v;
+        }
+    }
+    let (mut tp, mut tq) = (0.0f64, 0.0f64);
+    for (&x, &y) in ra.iter().zip(rb) {
+        let (u, v) = f(x, y);
+        tp += u as f64;
+        tq += v as f64;
+    }
+    let total = |acc: [f32; LANES]| acc.iter().map(|&v| v as f64).sum::<f64>();
+    (total(p) + tp, total(q) + tq)
+}
+
 /// Differentiable autodiff backend whose float primitives are Flex tensors.
 type FlexAd = Autodiff<Flex, NoCheckpointing>;
 
@@ -110,19 +136,14 @@ struct Parents {
     bias: Option<burn::backend::autodiff::NodeId>,
 }
 
-fn conv_backward(
-    parents: Parents,
-    dy: FlexTensor,
-    (x, w, g): (FlexTensor, FlexTensor, ConvGeometry),
-    grads: &mut Gradients,
-) {
-    let r = conv::backward(
-        &g,
-        &f32_elements(&x),
-        &f32_elements(&w),
-        &f32_elements(&dy),
-        parents.x.is_some(),
-    );
+fn conv_backward(parents: Parents, dy: FlexTensor, state: ConvState, grads: &mut Gradients) {
+    let (x, w, g, pool) = state;
+    let (xs, ws, dys) = (f32_elements(&x), f32_elements(&w), f32_elements(&dy));
+    let need_x = parents.x.is_some();
+    let r = match &pool {
+        Some(argmax) => conv::backward_max_pool(&g, &xs, &ws, (&dys, argmax), need_x),
+        None => conv::backward(&g, &xs, &ws, &dys, need_x),
+    };
     if let (Some(id), Some(dx)) = (parents.x, r.x) {
         grads.register::<Flex>(id, flex_tensor(dx, vec![g.batch, g.c_in, g.h, g.w]));
     }
@@ -140,7 +161,9 @@ struct ConvWithBias;
 #[derive(Debug)]
 struct ConvNoBias;
 
-type ConvState = (FlexTensor, FlexTensor, ConvGeometry);
+/// A convolution step's backward state: input, weight, geometry, and the arg-maxes of the 2x2
+/// max pooling that ran inside it, if one did.
+type ConvState = (FlexTensor, FlexTensor, ConvGeometry, Option<Vec<u32>>);
 
 impl Backward<Flex, 3> for ConvWithBias {
     type State = ConvState;
@@ -172,13 +195,34 @@ impl Backward<Flex, 2> for ConvNoBias {
     }
 }
 
-/// The autodiff convolution on Flex: forward with [`conv::forward`], backward registered as
-/// one graph step computing all three gradients with [`conv::backward`].
+/// The forward pass of one convolution on Flex tensors: `[n, c_out, oh, ow]`, or with `pool` its
+/// 2x2, stride-2 max pooling `[n, c_out, oh / 2, ow / 2]` and the arg-maxes.
+fn conv_forward_step(
+    g: &ConvGeometry,
+    (x, w, b): (&FlexTensor, &FlexTensor, Option<&FlexTensor>),
+    relu: bool,
+    pool: bool,
+) -> (FlexTensor, Option<Vec<u32>>) {
+    if !pool {
+        return (conv_forward(g, x, w, b, relu), None);
+    }
+    let [oh, ow] = g.output().unwrap_or([0, 0]);
+    let bias = b.map(f32_elements);
+    let (xs, ws) = (f32_elements(x), f32_elements(w));
+    let f = conv::forward_max_pool(g, &xs, &ws, bias.as_deref(), relu);
+    let y = flex_tensor(f.output, vec![g.batch, g.c_out, oh / 2, ow / 2]);
+    (y, Some(f.argmax))
+}
+
+/// The autodiff convolution on Flex (followed by its output's 2x2, stride-2 max pooling when
+/// `pool`): forward with [`conv::forward`] or [`conv::forward_max_pool`], backward registered
+/// as one graph step computing all three gradients.
 fn conv_autodiff(
     g: ConvGeometry,
     x: AdPrimitive,
     w: AdPrimitive,
     b: Option<AdPrimitive>,
+    pool: bool,
 ) -> AdPrimitive {
     match b {
         Some(b) => {
@@ -187,8 +231,8 @@ fn conv_autodiff(
                 .compute_bound()
                 .stateful();
             let (x, w, b) = (FlexAd::inner(x), FlexAd::inner(w), FlexAd::inner(b));
-            let y = conv_forward(&g, &x, &w, Some(&b), false);
-            finish(kind, (x, w, g), y)
+            let (y, argmax) = conv_forward_step(&g, (&x, &w, Some(&b)), false, pool);
+            finish(kind, (x, w, g, argmax), y)
         }
         None => {
             let kind = ConvNoBias
@@ -196,8 +240,8 @@ fn conv_autodiff(
                 .compute_bound()
                 .stateful();
             let (x, w) = (FlexAd::inner(x), FlexAd::inner(w));
-            let y = conv_forward(&g, &x, &w, None, false);
-            finish(kind, (x, w, g), y)
+            let (y, argmax) = conv_forward_step(&g, (&x, &w, None), false, pool);
+            finish(kind, (x, w, g, argmax), y)
         }
     }
 }
@@ -269,7 +313,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     };
     // Training: an autodiff tensor on Flex.
     if let Some((xp, wp, bp)) = conv_operands::<FlexAd>(conv, &x) {
-        return Tensor::from_primitive::<FlexAd>(conv_autodiff(g, xp, wp, bp));
+        return Tensor::from_primitive::<FlexAd>(conv_autodiff(g, xp, wp, bp, false));
     }
     // Inference: a plain Flex tensor.
     if let Some((xp, wp, bp)) = conv_operands::<Flex>(conv, &x) {
@@ -291,21 +335,53 @@ pub fn conv2d_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     burn::tensor::activation::relu(conv2d(conv, x))
 }
 
+/// `max_pool(relu?(conv.forward(x)))`. When the pooling is 2x2 with stride 2 and no padding
+/// and the convolution takes lemo-train's path on Flex, the pooling runs inside the
+/// convolution (in the Winograd output pass and gradient transform where that path applies:
+/// the full output and its gradient are never written); elsewhere it is [`conv2d`] (or
+/// [`conv2d_relu`]) followed by [`max_pool2d`].
+pub fn conv2d_max_pool(conv: &Conv2d, x: Tensor<4>, relu: bool, pool: MaxPool) -> Tensor<4> {
+    let fused = (pool.kernel, pool.stride, pool.pad) == (2, 2, 0);
+    if let Some(g) = geometry(conv, x.dims()).filter(|g| fused && conv::output_pool(g).is_some()) {
+        if x.device().is_autodiff() {
+            // Training: no convolution carries a ReLU (it runs inside the batch norm after it).
+            if !relu && let Some((xp, wp, bp)) = conv_operands::<FlexAd>(conv, &x) {
+                return Tensor::from_primitive::<FlexAd>(conv_autodiff(g, xp, wp, bp, true));
+            }
+        } else if let Some((xp, wp, bp)) = conv_operands::<Flex>(conv, &x) {
+            let (y, _) = conv_forward_step(&g, (&xp, &wp, bp.as_ref()), relu, true);
+            return Tensor::from_primitive::<Flex>(y);
+        }
+    }
+    let y = if relu {
+        conv2d_relu(conv, x)
+    } else {
+        conv2d(conv, x)
+    };
+    max_pool2d(y, pool.kernel, pool.stride, pool.pad)
+}
+
 #[derive(Debug)]
 struct BatchNormStep;
 
-/// One batch-norm step's backward state: input, gamma, batch mean and variance, epsilon, shape,
-/// dims, and the output pass's affine when a ReLU ran inside it.
-type NormState = (
-    FlexTensor,
-    FlexTensor,
-    Vec<f32>,
-    Vec<f32>,
-    f64,
-    NormShape,
-    Vec<usize>,
-    Option<Affine>,
-);
+/// What one batch-norm step's backward pass needs.
+#[derive(Debug, Clone)]
+struct NormState {
+    /// The input and gamma.
+    x: FlexTensor,
+    gamma: FlexTensor,
+    /// Batch mean and biased variance per channel, and epsilon.
+    mean: Vec<f32>,
+    variance: Vec<f32>,
+    epsilon: f64,
+    shape: NormShape,
+    /// The input's dims.
+    dims: Vec<usize>,
+    /// The output pass's affine when a ReLU ran inside it.
+    relu: Option<Affine>,
+    /// The arg-maxes (and pooled values per plane) when a max pooling ran inside it.
+    pool: Option<(Vec<u32>, usize)>,
+}
 
 impl Backward<Flex, 3> for BatchNormStep {
     type State = NormState;
@@ -313,37 +389,47 @@ impl Backward<Flex, 3> for BatchNormStep {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [x, gamma, beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (xt, gt, mean, variance, epsilon, shape, dims, relu) = ops.state;
+        let st = ops.state;
+        let dy = f32_elements(&dy);
+        let upstream = match &st.pool {
+            Some((argmax, pooled)) => batch_norm::Upstream::Pooled {
+                dy: &dy,
+                argmax,
+                pooled: *pooled,
+            },
+            None => batch_norm::Upstream::Full(&dy),
+        };
         let r = batch_norm::backward(
-            &shape,
-            &f32_elements(&xt),
-            &f32_elements(&gt),
-            &mean,
-            &variance,
-            epsilon,
-            &f32_elements(&dy),
-            relu.as_ref(),
+            &st.shape,
+            &f32_elements(&st.x),
+            &f32_elements(&st.gamma),
+            &st.mean,
+            &st.variance,
+            st.epsilon,
+            upstream,
+            st.relu.as_ref(),
             x.is_some(),
         );
+        let channels = st.shape.channels;
         if let (Some(node), Some(dx)) = (x, r.x) {
-            grads.register::<Flex>(node.id, flex_tensor(dx, dims));
+            grads.register::<Flex>(node.id, flex_tensor(dx, st.dims));
         }
         if let Some(node) = gamma {
-            grads.register::<Flex>(node.id, flex_tensor(r.gamma, vec![shape.channels]));
+            grads.register::<Flex>(node.id, flex_tensor(r.gamma, vec![channels]));
         }
         if let Some(node) = beta {
-            grads.register::<Flex>(node.id, flex_tensor(r.beta, vec![shape.channels]));
+            grads.register::<Flex>(node.id, flex_tensor(r.beta, vec![channels]));
         }
     }
 }
 
-/// Training-mode batch norm (followed by a ReLU when `relu`) as one autodiff step; returns the
-/// output and the batch statistics.
+/// Training-mode batch norm (followed by a ReLU when `relu`, then by the max pooling `pool` of
+/// every plane when given) as one autodiff step; returns the output and the batch statistics.
 fn batch_norm_autodiff(
     shape: NormShape,
     dims: Vec<usize>,
     epsilon: f64,
-    relu: bool,
+    (relu, pool): (bool, Option<PoolGeometry>),
     [x, gamma, beta]: [AdPrimitive; 3],
 ) -> (AdPrimitive, Vec<f32>, Vec<f32>) {
     let kind = BatchNormStep
@@ -351,26 +437,41 @@ fn batch_norm_autodiff(
         .compute_bound()
         .stateful();
     let (x, g, b) = (FlexAd::inner(x), FlexAd::inner(gamma), FlexAd::inner(beta));
-    let f = batch_norm::forward(
-        &shape,
-        &f32_elements(&x),
-        &f32_elements(&g),
-        &f32_elements(&b),
-        epsilon,
-        relu,
-    );
-    let out = flex_tensor(f.output, dims.clone());
-    let state = (
+    let (xs, gs, bs) = (f32_elements(&x), f32_elements(&g), f32_elements(&b));
+    let (f, out_dims, pooled) = match pool.and_then(|p| Some((p, p.output()?))) {
+        Some((p, [oh, ow])) => {
+            let (f, argmax) = batch_norm::forward_pooled(&shape, &xs, &gs, &bs, epsilon, relu, &p);
+            let out_dims = vec![shape.batch, shape.channels, oh, ow];
+            (f, out_dims, Some((argmax, oh * ow)))
+        }
+        None => {
+            let f = batch_norm::forward(&shape, &xs, &gs, &bs, epsilon, relu);
+            (f, dims.clone(), None)
+        }
+    };
+    drop((xs, gs, bs));
+    let batch_norm::NormForward {
+        output,
+        mean,
+        variance,
+        affine,
+    } = f;
+    let state = NormState {
         x,
-        g,
-        f.mean.clone(),
-        f.variance.clone(),
+        gamma: g,
+        mean: mean.clone(),
+        variance: variance.clone(),
         epsilon,
         shape,
         dims,
-        relu.then_some(f.affine),
-    );
-    (finish(kind, state, out), f.mean, f.variance)
+        relu: relu.then_some(affine),
+        pool: pooled,
+    };
+    (
+        finish(kind, state, flex_tensor(output, out_dims)),
+        mean,
+        variance,
+    )
 }
 
 /// `bn.forward(x)`, through lemo-train's batch norm in training mode on Flex (statistics,
@@ -389,19 +490,65 @@ pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D
 
 /// [`batch_norm_relu`] when `relu`, else [`batch_norm`]: for callers that decide per step.
 pub(crate) fn norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
+    match norm_step(bn, &x, relu, None) {
+        Some(y) => y,
+        None => {
+            let y = bn.forward(x);
+            if relu {
+                burn::tensor::activation::relu(y)
+            } else {
+                y
+            }
+        }
+    }
+}
+
+/// A max pooling's square kernel, stride and symmetric padding (dilation 1, floor mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool {
+    /// Kernel side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding on every side.
+    pub pad: usize,
+}
+
+/// `max_pool(relu?(bn.forward(x)))`. In training mode on Flex the pooling runs inside the batch
+/// norm's output pass (only the pooled map is written) and its backward step inside the batch
+/// norm's (each plane's gradient rebuilt in the cache); elsewhere it is [`norm`] followed by
+/// [`max_pool2d`].
+pub fn batch_norm_max_pool(bn: &BatchNorm, x: Tensor<4>, relu: bool, pool: MaxPool) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let g = PoolGeometry {
+        planes: n * c,
+        h,
+        w,
+        kernel: pool.kernel,
+        stride: pool.stride,
+        pad: pool.pad,
+    };
+    if g.output().is_some()
+        && let Some(y) = norm_step(bn, &x, relu, Some(g))
+    {
+        return y;
+    }
+    max_pool2d(norm(bn, x, relu), pool.kernel, pool.stride, pool.pad)
+}
+
+/// lemo-train's training-mode batch norm step (ReLU when `relu`, pooling when `pool`), or
+/// `None` when it does not apply (inference, another backend or dtype, a shape mismatch).
+fn norm_step<const D: usize>(
+    bn: &BatchNorm,
+    x: &Tensor<D>,
+    relu: bool,
+    pool: Option<PoolGeometry>,
+) -> Option<Tensor<D>> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
     let dims = x.dims();
     let [channels] = bn.gamma.dims();
-    let burn_path = |x: Tensor<D>| {
-        let y = bn.forward(x);
-        if relu {
-            burn::tensor::activation::relu(y)
-        } else {
-            y
-        }
-    };
-    if !training || D < 2 || dims[1] != channels {
-        return burn_path(x);
+    if !training || D < 2 || dims[1] != channels || (pool.is_some() && D != 4) {
+        return None;
     }
     let shape = NormShape {
         batch: dims[0],
@@ -415,10 +562,10 @@ pub(crate) fn norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> 
         f32_primitive::<FlexAd, 1>(bn.beta.val()),
     );
     let (Some(xp), Some(gp), Some(bp)) = prims else {
-        return burn_path(x);
+        return None;
     };
     let (out, mean, variance) =
-        batch_norm_autodiff(shape, dims.to_vec(), bn.epsilon, relu, [xp, gp, bp]);
+        batch_norm_autodiff(shape, dims.to_vec(), bn.epsilon, (relu, pool), [xp, gp, bp]);
     let stat = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [channels]), &device);
     let update = |running: Tensor<1>, batch: Vec<f32>| {
         running
@@ -431,7 +578,7 @@ pub(crate) fn norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> 
         .update(update(bn.running_mean.value_sync(), mean));
     bn.running_var
         .update(update(bn.running_var.value_sync(), variance));
-    Tensor::from_primitive::<FlexAd>(out)
+    Some(Tensor::from_primitive::<FlexAd>(out))
 }
 
 #[derive(Debug)]
@@ -683,6 +830,131 @@ mod tests {
         a.into_data()
             .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-4));
     }
+    /// A convolution + 2x2 max pooling as one step gives the values and the three gradients
+    /// of the two steps, on the im2col and the Winograd paths, and other poolings fall back.
+    #[test]
+    fn conv2d_max_pool_agrees_with_conv2d_then_max_pool() {
+        use burn::module::Module;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        pool.install(|| {
+            let device = Device::flex().autodiff();
+            let tol = burn::tensor::Tolerance::absolute(1e-3);
+            let winograd = Conv2dConfig::new([16, 24], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(&device);
+            let mut cases: Vec<(Conv2d, [usize; 4])> = convs(&device)
+                .into_iter()
+                .map(|c| (c, [2, 3, 9, 8]))
+                .collect();
+            cases.push((winograd, [24, 16, 11, 7]));
+            for (conv, dims) in cases {
+                for (kernel, stride, pad) in [(2, 2, 0), (3, 1, 1)] {
+                    let p = MaxPool {
+                        kernel,
+                        stride,
+                        pad,
+                    };
+                    let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device)
+                        .require_grad();
+                    let a = conv2d_max_pool(&conv, x.clone(), false, p);
+                    let b = max_pool2d(conv2d(&conv, x.clone()), kernel, stride, pad);
+                    assert_eq!(a.dims(), b.dims());
+                    let pattern =
+                        Tensor::<4>::random(a.dims(), Distribution::Normal(0.0, 1.0), &device);
+                    let ga = (a.clone() * pattern.clone()).sum().backward();
+                    let gb = (b.clone() * pattern).sum().backward();
+                    assert_close(a, b);
+                    let xg = |g: &burn::tensor::Gradients| x.grad(g).expect("dx").into_data();
+                    xg(&ga).assert_approx_eq::<f32>(&xg(&gb), tol);
+                    let wg = |g: &burn::tensor::Gradients| conv.weight.grad(g).expect("dw");
+                    wg(&ga)
+                        .into_data()
+                        .assert_approx_eq::<f32>(&wg(&gb).into_data(), tol);
+                    if let Some(bias) = &conv.bias {
+                        let bg = |g: &burn::tensor::Gradients| bias.grad(g).expect("db");
+                        bg(&ga)
+                            .into_data()
+                            .assert_approx_eq::<f32>(&bg(&gb).into_data(), tol);
+                    }
+                    // Inference with the ReLU inside.
+                    let plain =
+                        Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &Device::flex());
+                    let inner = conv.valid();
+                    assert_close(
+                        conv2d_max_pool(&inner, plain.clone(), true, p),
+                        max_pool2d(conv2d_relu(&inner, plain), kernel, stride, pad),
+                    );
+                }
+            }
+        });
+    }
+
+    /// Batch norm (+ ReLU) + max pooling as one training step gives the values, the three
+    /// gradients and the running statistics of the two steps; outside training it is the two.
+    #[test]
+    fn batch_norm_max_pool_agrees_with_batch_norm_then_max_pool() {
+        use burn::module::Module;
+        use burn::nn::BatchNormConfig;
+        let device = Device::flex().autodiff();
+        let tol = burn::tensor::Tolerance::absolute(1e-4);
+        for relu in [false, true] {
+            for (kernel, stride, pad) in [(2, 2, 0), (3, 2, 1)] {
+                let pool = MaxPool {
+                    kernel,
+                    stride,
+                    pad,
+                };
+                let ours = BatchNormConfig::new(4).init(&device);
+                let theirs = BatchNormConfig::new(4).init(&device);
+                let x = Tensor::<4>::random([3, 4, 7, 6], Distribution::Normal(1.0, 2.0), &device)
+                    .require_grad();
+                let a = batch_norm_max_pool(&ours, x.clone(), relu, pool);
+                let b = max_pool2d(norm(&theirs, x.clone(), relu), kernel, stride, pad);
+                assert_eq!(a.dims(), b.dims());
+                let pattern =
+                    Tensor::<4>::random(a.dims(), Distribution::Normal(0.0, 1.0), &device);
+                let ga = (a.clone() * pattern.clone()).sum().backward();
+                let gb = (b.clone() * pattern).sum().backward();
+                assert_close(a, b);
+                x.grad(&ga)
+                    .expect("dx")
+                    .into_data()
+                    .assert_approx_eq::<f32>(&x.grad(&gb).expect("dx").into_data(), tol);
+                for (p, q) in [(&ours.gamma, &theirs.gamma), (&ours.beta, &theirs.beta)] {
+                    p.grad(&ga)
+                        .expect("param grad")
+                        .into_data()
+                        .assert_approx_eq::<f32>(
+                            &q.grad(&gb).expect("param grad").into_data(),
+                            tol,
+                        );
+                }
+                for (p, q) in [
+                    (&ours.running_mean, &theirs.running_mean),
+                    (&ours.running_var, &theirs.running_var),
+                ] {
+                    p.value()
+                        .into_data()
+                        .assert_approx_eq::<f32>(&q.value().into_data(), tol);
+                }
+                // Validation mode (no autodiff): burn's batch norm, then the pool.
+                let (vo, vt) = (ours.valid(), theirs.valid());
+                let plain = Tensor::<4>::random(
+                    [2, 4, 7, 6],
+                    Distribution::Normal(0.0, 1.0),
+                    &Device::flex(),
+                );
+                assert_close(
+                    batch_norm_max_pool(&vo, plain.clone(), relu, pool),
+                    max_pool2d(norm(&vt, plain, relu), kernel, stride, pad),
+                );
+            }
+        }
+    }
+
     #[test]
     fn max_pool_agrees_with_burns() {
         use burn::tensor::module::max_pool2d as burn_max_pool2d;

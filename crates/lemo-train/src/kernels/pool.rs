@@ -49,8 +49,8 @@ pub struct PoolForward {
 ///
 /// # Panics
 /// When the input length disagrees with the geometry or the window does not fit.
-// The documented panic; every index is inside a plane whose length the assertions checked.
-#[allow(clippy::panic, clippy::indexing_slicing)]
+// The documented panic.
+#[allow(clippy::panic)]
 pub fn forward(g: &PoolGeometry, x: &[f32]) -> PoolForward {
     let [oh, ow] = g
         .output()
@@ -66,38 +66,61 @@ pub fn forward(g: &PoolGeometry, x: &[f32]) -> PoolForward {
         .par_chunks_mut(plane_out)
         .zip(argmax.par_chunks_mut(plane_out))
         .zip(x.par_chunks(plane_in))
-        .for_each(|((out, arg), xs)| {
-            if g.kernel == 2 && g.stride == 2 && g.pad == 0 {
-                pool_2x2(g.w, ow, xs, out, arg);
-                return;
-            }
-            for oy in 0..oh {
-                let y0 = (oy * g.stride) as isize - g.pad as isize;
-                let ys = y0.max(0) as usize..((y0 + g.kernel as isize).min(g.h as isize)) as usize;
-                for ox in 0..ow {
-                    let x0 = (ox * g.stride) as isize - g.pad as isize;
-                    let xs_range =
-                        x0.max(0) as usize..((x0 + g.kernel as isize).min(g.w as isize)) as usize;
-                    let (mut best, mut at) = (f32::NEG_INFINITY, ys.start * g.w + xs_range.start);
-                    for iy in ys.clone() {
-                        for ix in xs_range.clone() {
-                            let i = iy * g.w + ix;
-                            (best, at) = pick(best, at, xs[i], i);
-                        }
-                    }
-                    out[oy * ow + ox] = best;
-                    arg[oy * ow + ox] = at as u32;
+        .for_each(|((out, arg), xs)| forward_plane(g, [oh, ow], xs, out, arg));
+    PoolForward { output, argmax }
+}
+
+/// The pooled values and arg-maxes of one input plane `xs` (`h x w`; `g.planes` is not
+/// read) into `out` and `arg` (`oh x ow`, the geometry's output).
+// Every index is inside the plane: the windows are clipped to it, and out and arg hold
+// oh * ow values (the callers' chunks).
+#[allow(clippy::indexing_slicing)]
+pub(crate) fn forward_plane(
+    g: &PoolGeometry,
+    [oh, ow]: [usize; 2],
+    xs: &[f32],
+    out: &mut [f32],
+    arg: &mut [u32],
+) {
+    if g.kernel == 2 && g.stride == 2 && g.pad == 0 {
+        pool_2x2(g.w, ow, xs, out, arg);
+        return;
+    }
+    for oy in 0..oh {
+        let y0 = (oy * g.stride) as isize - g.pad as isize;
+        let ys = y0.max(0) as usize..((y0 + g.kernel as isize).min(g.h as isize)) as usize;
+        for ox in 0..ow {
+            let x0 = (ox * g.stride) as isize - g.pad as isize;
+            let xs_range =
+                x0.max(0) as usize..((x0 + g.kernel as isize).min(g.w as isize)) as usize;
+            let (mut best, mut at) = (f32::NEG_INFINITY, ys.start * g.w + xs_range.start);
+            for iy in ys.clone() {
+                for ix in xs_range.clone() {
+                    let i = iy * g.w + ix;
+                    (best, at) = pick(best, at, xs[i], i);
                 }
             }
-        });
-    PoolForward { output, argmax }
+            out[oy * ow + ox] = best;
+            arg[oy * ow + ox] = at as u32;
+        }
+    }
+}
+
+/// Adds each output gradient of one plane (`dy`, with the forward's `arg`-maxes) to the input
+/// gradient plane `d` at its window's arg-max.
+pub(crate) fn backward_plane(arg: &[u32], dy: &[f32], d: &mut [f32]) {
+    for (&i, &v) in arg.iter().zip(dy) {
+        if let Some(slot) = d.get_mut(i as usize) {
+            *slot += v;
+        }
+    }
 }
 
 /// The running maximum `(best, at)` after seeing value `v` at index `i`: `v` wins when it is
 /// larger, or when it is the window's first NaN (a NaN, once in, is never replaced). Written
 /// as selects, without branches: with random data a branch here mispredicts half the time.
 #[inline(always)]
-fn pick(best: f32, at: usize, v: f32, i: usize) -> (f32, usize) {
+pub(crate) fn pick(best: f32, at: usize, v: f32, i: usize) -> (f32, usize) {
     let wins = v > best || (v.is_nan() && !best.is_nan());
     (if wins { v } else { best }, if wins { i } else { at })
 }
@@ -150,13 +173,7 @@ pub fn backward(g: &PoolGeometry, argmax: &[u32], dy: &[f32]) -> Vec<f32> {
     }
     dx.par_chunks_mut(plane_in)
         .zip(argmax.par_chunks(plane_out).zip(dy.par_chunks(plane_out)))
-        .for_each(|(d, (arg, gs))| {
-            for (&i, &v) in arg.iter().zip(gs) {
-                if let Some(slot) = d.get_mut(i as usize) {
-                    *slot += v;
-                }
-            }
-        });
+        .for_each(|(d, (arg, gs))| backward_plane(arg, gs, d));
     dx
 }
 

@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::conv::{ConvGeometry, ConvGrads, check_lengths, matmul, op, with_scratch};
+use super::pool::pick;
 
 /// Outputs per tile side.
 const M: usize = 4;
@@ -531,6 +532,64 @@ fn output_transform(
     }
 }
 
+/// [`output_transform`] followed by a 2x2, stride-2 max pooling: the tile's outputs (bias and
+/// ReLU applied) stay in registers and only the `oh / 2 x ow / 2` pooled plane is written to
+/// `y`, with each window's arg-max inside the `oh x ow` plane in `arg` (image `i`'s planes at
+/// `i * stride`). Windows are read in [`super::pool`]'s order, so ties and NaNs resolve alike.
+// Indexes kept (hot loop): py < oh / 2 and px < ow / 2, inside the pooled plane; a tile's
+// windows lie in its 4x4 outputs (tiles start at multiples of 4).
+#[allow(clippy::indexing_slicing, clippy::too_many_arguments)]
+fn output_transform_pooled(
+    tl: &Tiling,
+    tiles: usize,
+    m: &[f32],
+    bias: f32,
+    relu: bool,
+    y: &mut [f32],
+    arg: &mut [u32],
+    stride: usize,
+) {
+    let tp = padded(tiles);
+    let [oh, ow] = tl.out;
+    let (ph, pw) = (oh / 2, ow / 2);
+    let mut out = Patch::default();
+    let mut cursor = Cursor::new(tl);
+    for t0 in (0..tiles).step_by(LANES) {
+        let n = LANES.min(tiles - t0);
+        load_lanes(&mut out, m, tp, t0);
+        two_d!(&mut out, at, 6, 4);
+        for l in 0..n {
+            let (img, oy, ox) = cursor.next_origin();
+            let base = img * stride;
+            // NaN stays NaN (as with burn's relu), so divergence stays visible.
+            let value = |r: usize, s: usize| {
+                let v = out[r][s].0[l] + bias;
+                if relu && v <= 0.0 { 0.0 } else { v }
+            };
+            for wy in 0..M / 2 {
+                let py = oy / 2 + wy;
+                if py >= ph {
+                    break;
+                }
+                for wx in 0..M / 2 {
+                    let px = ox / 2 + wx;
+                    if px >= pw {
+                        break;
+                    }
+                    let (r, s) = (2 * wy, 2 * wx);
+                    let i = (oy + r) * ow + ox + s;
+                    let (mut best, mut from) = (value(r, s), i);
+                    (best, from) = pick(best, from, value(r, s + 1), i + 1);
+                    (best, from) = pick(best, from, value(r + 1, s), i + ow);
+                    (best, from) = pick(best, from, value(r + 1, s + 1), i + ow + 1);
+                    y[base + py * pw + px] = best;
+                    arg[base + py * pw + px] = from as u32;
+                }
+            }
+        }
+    }
+}
+
 /// Output-gradient transform `dM = A dy Aᵀ` of one channel of a chunk: `dy` starts at that
 /// channel's plane in the chunk's first image (image `i`'s at `i * stride`), `dm` receives its
 /// `[ξ][tile]` rows of length `tp`.
@@ -566,6 +625,67 @@ fn gradient_transform(tl: &Tiling, tiles: usize, dy: &[f32], stride: usize, dm: 
                     } else {
                         0.0
                     };
+                }
+            }
+        }
+        two_d!(&mut d, a, 4, 6);
+        for (xi, lanes) in d.iter().flatten().enumerate() {
+            store(&mut dm[xi * tp + t0..], lanes, n);
+        }
+    }
+}
+
+/// [`gradient_transform`] of the output gradient of a 2x2, stride-2 max pooling of the
+/// output: `dy` (the pooled gradient) and `arg` (each window's arg-max inside the `oh x ow`
+/// plane, as [`forward_pooled`] returns them) start at that channel's pooled plane in the
+/// chunk's first image (image `i`'s at `i * stride`). Each tile's 4x4 gradient is rebuilt in
+/// registers: the window's value at its arg-max, zero elsewhere.
+// Indexes kept (hot loop): py < oh / 2 and px < ow / 2, inside the pooled plane; an arg-max
+// outside its window is ignored rather than trusted.
+#[allow(clippy::indexing_slicing)]
+fn gradient_transform_pooled(
+    tl: &Tiling,
+    tiles: usize,
+    (dy, arg): (&[f32], &[u32]),
+    stride: usize,
+    dm: &mut [f32],
+) {
+    let tp = padded(tiles);
+    let [oh, ow] = tl.out;
+    let (ph, pw) = (oh / 2, ow / 2);
+    let mut d = Patch::default();
+    let mut cursor = Cursor::new(tl);
+    for t0 in (0..tiles).step_by(LANES) {
+        let n = LANES.min(tiles - t0);
+        for l in 0..n {
+            let (img, oy, ox) = cursor.next_origin();
+            let base = img * stride;
+            for row in d.iter_mut().take(M) {
+                for cell in row.iter_mut().take(M) {
+                    cell.0[l] = 0.0;
+                }
+            }
+            for wy in 0..M / 2 {
+                let py = oy / 2 + wy;
+                if py >= ph {
+                    break;
+                }
+                for wx in 0..M / 2 {
+                    let px = ox / 2 + wx;
+                    if px >= pw {
+                        break;
+                    }
+                    let p = base + py * pw + px;
+                    let origin = (oy + 2 * wy) * ow + ox + 2 * wx;
+                    let off = (arg[p] as usize).wrapping_sub(origin);
+                    let (r, s) = if off >= ow {
+                        (2 * wy + 1, (2 * wx).wrapping_add(off - ow))
+                    } else {
+                        (2 * wy, 2 * wx + off)
+                    };
+                    if r < M && s < 2 * wx + 2 {
+                        d[r][s].0[l] = dy[p];
+                    }
                 }
             }
         }
@@ -672,8 +792,6 @@ fn each_channel(rows: &mut [f32], tp: usize, par: bool, f: impl Fn(usize, &mut [
 ///
 /// # Panics
 /// When a slice length disagrees with the geometry.
-// Slices are split at whole images and channel planes, all inside the checked lengths.
-#[allow(clippy::indexing_slicing)]
 pub fn forward(
     g: &ConvGeometry,
     x: &[f32],
@@ -681,21 +799,67 @@ pub fn forward(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
+    forward_impl(g, x, weight, bias, relu, false).0
+}
+
+/// [`forward`] followed by a 2x2, stride-2 max pooling (floor mode), computed in the output
+/// pass: each 4x4 tile of outputs holds whole pooling windows, so only the pooled map
+/// `[n, c_out, oh / 2, ow / 2]` is written, with the arg-max of every window inside its
+/// `oh x ow` plane (as [`super::pool::forward`] numbers them, ties and NaNs included).
+///
+/// # Panics
+/// When a slice length disagrees with the geometry.
+pub fn forward_pooled(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> (Vec<f32>, Vec<u32>) {
+    forward_impl(g, x, weight, bias, relu, true)
+}
+
+/// One chunk's share of the forward output: its pooled or full map and, when pooled, the
+/// arg-maxes.
+type OutChunk<'a> = (&'a mut [f32], Option<&'a mut [u32]>);
+
+/// [`forward`] (`pooled` false; no arg-maxes) or [`forward_pooled`].
+// Slices are split at whole images and channel planes, all inside the checked lengths.
+#[allow(clippy::indexing_slicing)]
+fn forward_impl(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    pooled: bool,
+) -> (Vec<f32>, Vec<u32>) {
     let [oh, ow] = check_lengths(g, x, weight);
     let Some(tl) = Tiling::new(g) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    let (plane_in, plane_out) = (g.h * g.w, oh * ow);
+    let plane_in = g.h * g.w;
+    let plane_out = if pooled { (oh / 2) * (ow / 2) } else { oh * ow };
     let (in_len, out_len) = (g.c_in * plane_in, g.c_out * plane_out);
     let mut y = vec![0.0f32; g.batch * out_len];
+    let mut argmax = vec![0u32; if pooled { y.len() } else { 0 }];
     if y.is_empty() {
-        return y;
+        return (y, argmax);
     }
     let u = weight_transform(g, weight);
     let split = Chunking::new(&tl);
     let inner = split.inner;
     let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
-    let run = |chunk: usize, y_chunk: &mut [f32]| {
+    // The output pass of channel c: its transformed rows `mc` into its plane.
+    let output = |c: usize,
+                  tiles: usize,
+                  mc: &[f32],
+                  plane: &mut [f32],
+                  arg: Option<&mut [u32]>| match arg {
+        Some(arg) => output_transform_pooled(&tl, tiles, mc, bias_of(c), relu, plane, arg, out_len),
+        None => output_transform(&tl, tiles, mc, bias_of(c), relu, plane, out_len),
+    };
+    let run = |chunk: usize, (y_chunk, mut arg_chunk): (&mut [f32], Option<&mut [u32]>)| {
         let images = split.images(chunk, g.batch);
         let tiles = images.len() * tl.per_image();
         let tp = padded(tiles);
@@ -722,31 +886,47 @@ pub fn forward(
                 );
             }
             if inner && images.len() == 1 {
+                // One image: its channel planes in parallel.
+                let args: Vec<Option<&mut [u32]>> = match arg_chunk.as_deref_mut() {
+                    Some(a) => a.chunks_mut(plane_out).map(Some).collect(),
+                    None => (0..g.c_out).map(|_| None).collect(),
+                };
                 y_chunk
                     .par_chunks_mut(plane_out)
+                    .zip(args)
                     .zip(m.par_chunks(XI * tp))
                     .enumerate()
-                    .for_each(|(c, (plane, mc))| {
-                        output_transform(&tl, tiles, mc, bias_of(c), relu, plane, out_len);
-                    });
+                    .for_each(|(c, ((plane, arg), mc))| output(c, tiles, mc, plane, arg));
             } else {
                 for (c, mc) in m.chunks_exact(XI * tp).enumerate() {
                     let plane = &mut y_chunk[c * plane_out..];
-                    output_transform(&tl, tiles, mc, bias_of(c), relu, plane, out_len);
+                    let arg = arg_chunk.as_deref_mut().map(|a| &mut a[c * plane_out..]);
+                    output(c, tiles, mc, plane, arg);
                 }
             }
         });
     };
-    if inner {
-        y.chunks_mut(split.per * out_len)
-            .enumerate()
-            .for_each(|(chunk, yc)| run(chunk, yc));
+    let per = split.per * out_len;
+    let chunks: Vec<OutChunk<'_>> = if pooled {
+        y.chunks_mut(per)
+            .zip(argmax.chunks_mut(per))
+            .map(|(y, a)| (y, Some(a)))
+            .collect()
     } else {
-        y.par_chunks_mut(split.per * out_len)
+        y.chunks_mut(per).map(|y| (y, None)).collect()
+    };
+    if inner {
+        chunks
+            .into_iter()
             .enumerate()
-            .for_each(|(chunk, yc)| run(chunk, yc));
+            .for_each(|(chunk, out)| run(chunk, out));
+    } else {
+        chunks
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(chunk, out)| run(chunk, out));
     }
-    y
+    (y, argmax)
 }
 
 /// A task's running sums: transformed weight gradient `[ξ][pair]` and bias gradient.
@@ -757,8 +937,6 @@ type Partial = (Vec<f32>, Vec<f32>);
 ///
 /// # Panics
 /// When a slice length disagrees with the geometry.
-// Slices are split at whole images and channel planes, all inside the checked lengths.
-#[allow(clippy::indexing_slicing)]
 pub fn backward(
     g: &ConvGeometry,
     x: &[f32],
@@ -766,14 +944,54 @@ pub fn backward(
     dy: &[f32],
     need_x: bool,
 ) -> ConvGrads {
+    backward_impl(g, x, weight, (dy, None), need_x)
+}
+
+/// Backward pass of [`forward_pooled`], from the gradient of the pooled output
+/// `dy[n, c_out, oh / 2, ow / 2]` and the forward's arg-maxes: as [`backward`] of the full
+/// output gradient (`dy` at each window's arg-max, zero elsewhere), which is rebuilt tile by
+/// tile and never written out.
+///
+/// # Panics
+/// When a slice length disagrees with the geometry.
+pub fn backward_pooled(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    argmax: &[u32],
+    need_x: bool,
+) -> ConvGrads {
+    backward_impl(g, x, weight, (dy, Some(argmax)), need_x)
+}
+
+/// [`backward`] (no arg-maxes) or [`backward_pooled`].
+// Slices are split at whole images and channel planes, all inside the checked lengths.
+#[allow(clippy::indexing_slicing)]
+fn backward_impl(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    (dy, argmax): (&[f32], Option<&[u32]>),
+    need_x: bool,
+) -> ConvGrads {
     let [oh, ow] = check_lengths(g, x, weight);
-    let (plane_in, plane_out) = (g.h * g.w, oh * ow);
+    let plane_in = g.h * g.w;
+    // The gradient's plane: the output's, or the pooled output's.
+    let plane_out = if argmax.is_some() {
+        (oh / 2) * (ow / 2)
+    } else {
+        oh * ow
+    };
     let (in_len, out_len) = (g.c_in * plane_in, g.c_out * plane_out);
     assert_eq!(
         dy.len(),
         g.batch * out_len,
         "conv2d backward: output gradient length"
     );
+    if let Some(a) = argmax {
+        assert_eq!(a.len(), dy.len(), "conv2d backward: arg-max length");
+    }
     let mut dx = need_x.then(|| vec![0.0f32; g.batch * in_len]);
     let pairs = g.c_out * g.c_in;
     let Some(tl) = Tiling::new(g).filter(|_| g.batch > 0 && in_len > 0 && out_len > 0) else {
@@ -796,6 +1014,7 @@ pub fn backward(
         let tp = padded(tiles);
         let x_chunk = &x[images.start * in_len..images.end * in_len];
         let dy_chunk = &dy[images.start * out_len..images.end * out_len];
+        let arg_chunk = argmax.map(|a| &a[images.start * out_len..images.end * out_len]);
         for dy_img in dy_chunk.chunks_exact(out_len) {
             for (acc, plane) in db.iter_mut().zip(dy_img.chunks_exact(plane_out)) {
                 *acc += super::lane_sum(plane, plane, |v, _| v) as f32;
@@ -810,7 +1029,14 @@ pub fn backward(
                 input_transform(&tl, tiles, &x_chunk[c * plane_in..], in_len, vc);
             });
             each_channel(dm, tp, inner, |c, dc| {
-                gradient_transform(&tl, tiles, &dy_chunk[c * plane_out..], out_len, dc);
+                let dyc = &dy_chunk[c * plane_out..];
+                match arg_chunk {
+                    Some(a) => {
+                        let pooled = (dyc, &a[c * plane_out..]);
+                        gradient_transform_pooled(&tl, tiles, pooled, out_len, dc);
+                    }
+                    None => gradient_transform(&tl, tiles, dyc, out_len, dc),
+                }
             });
             for xi in 0..XI {
                 let dmxi = op(&dm[xi * tp..], [XI * tp, 1]);
@@ -1008,6 +1234,51 @@ mod tests {
         );
     }
 
+    /// The pooled forward pass equals the full one followed by the 2x2 pooling (bit for bit,
+    /// arg-maxes included), and the pooled backward pass the full one from the pooling's
+    /// gradient.
+    fn check_pooled(g: &ConvGeometry, relu: bool) {
+        let Some(pool) = super::super::conv::output_pool(g) else {
+            return;
+        };
+        let x = values(g.batch * g.c_in * g.h * g.w, 5);
+        let w = values(g.c_out * g.c_in * 9, 6);
+        let bias = values(g.c_out, 7);
+        let full = forward(g, &x, &w, Some(&bias), relu);
+        let want = super::super::pool::forward(&pool, &full);
+        let (y, argmax) = forward_pooled(g, &x, &w, Some(&bias), relu);
+        assert_eq!(argmax, want.argmax, "{g:?}");
+        assert!(
+            y.iter()
+                .zip(&want.output)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{g:?}"
+        );
+        let dyp = values(y.len(), 8);
+        let dy = super::super::pool::backward(&pool, &argmax, &dyp);
+        let [oh, ow] = g.output().expect("fits");
+        let want = backward(g, &x, &w, &dy, true);
+        let got = backward_pooled(g, &x, &w, &dyp, &argmax, true);
+        agree(
+            got.x.as_deref().expect("dx"),
+            want.x.as_deref().expect("dx"),
+            g.c_out * 9,
+            "pooled dx",
+        );
+        agree(&got.weight, &want.weight, g.batch * oh * ow, "pooled dw");
+        agree(&got.bias, &want.bias, g.batch * oh * ow, "pooled db");
+    }
+
+    #[test]
+    fn pooled_passes_agree_with_pooling_the_full_output() {
+        check_pooled(&geometry(3, 16, 17, [31, 31], [1, 1, 1, 1]), false);
+        check_pooled(&geometry(2, 16, 16, [8, 8], [1, 1, 1, 1]), true);
+        check_pooled(&geometry(3, 16, 16, [7, 9], [0, 0, 0, 0]), true);
+        check_pooled(&geometry(2, 19, 16, [5, 6], [2, 0, 1, 3]), false);
+        // no window at all: nothing to pool
+        check_pooled(&geometry(2, 16, 16, [1, 1], [0, 0, 0, 0]), false);
+    }
+
     #[test]
     fn agrees_with_im2col_on_the_ref_cnn_shapes_and_odd_ones() {
         // ref-cnn's 3x3 layers, at a small batch (several chunks) and batch 1 (split inside)
@@ -1075,6 +1346,7 @@ mod tests {
             let g = geometry(batch, c_in, c_out, [h, w], pad);
             prop_assume!(computes(&g));
             check(&g, relu);
+            check_pooled(&g, relu);
         }
     }
 }
