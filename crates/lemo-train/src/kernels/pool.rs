@@ -120,13 +120,46 @@ pub(crate) fn backward_plane(arg: &[u32], dy: &[f32], d: &mut [f32]) {
 /// larger, or when it is the window's first NaN (a NaN, once in, is never replaced). Written
 /// as selects, without branches: with random data a branch here mispredicts half the time.
 #[inline(always)]
-pub(crate) fn pick(best: f32, at: usize, v: f32, i: usize) -> (f32, usize) {
+fn pick(best: f32, at: usize, v: f32, i: usize) -> (f32, usize) {
     let wins = v > best || (v.is_nan() && !best.is_nan());
     (if wins { v } else { best }, if wins { i } else { at })
 }
 
+/// Windows handled together by the vectorised 2x2 pooling.
+pub(crate) const WINDOWS: usize = 8;
+
+/// [`pick`] on [`WINDOWS`] windows at once, lane by lane: `v` (the windows' values at one
+/// position, numbered `position`) wins where it is larger, or is the window's first NaN; `at`
+/// keeps the winning position. Selects only, so the compiler vectorises it.
+#[inline(always)]
+pub(crate) fn pick_lanes(
+    best: &mut [f32; WINDOWS],
+    at: &mut [u32; WINDOWS],
+    v: &[f32; WINDOWS],
+    position: u32,
+) {
+    for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(v) {
+        let wins = v > *b || (v.is_nan() && !b.is_nan());
+        *b = if wins { v } else { *b };
+        *a = if wins { position } else { *a };
+    }
+}
+
+/// The maxima of [`WINDOWS`] 2x2 windows whose four values are `a` (top left), `b` (top
+/// right), `c` (bottom left) and `d` (bottom right), and the position (0-3, in that order) of
+/// each window's maximum, picked in that order as [`pick`] does.
+#[inline(always)]
+pub(crate) fn windows_2x2([a, b, c, d]: [&[f32; WINDOWS]; 4]) -> ([f32; WINDOWS], [u32; WINDOWS]) {
+    let (mut best, mut at) = (*a, [0u32; WINDOWS]);
+    pick_lanes(&mut best, &mut at, b, 1);
+    pick_lanes(&mut best, &mut at, c, 2);
+    pick_lanes(&mut best, &mut at, d, 3);
+    (best, at)
+}
+
 /// 2x2 windows, stride 2, no padding, on one plane of width `w` (the usual down-sampling
-/// pool): each output's four values read from two rows, without per-window range arithmetic.
+/// pool): [`WINDOWS`] windows of a row at a time, de-interleaved from two rows and compared
+/// lane by lane; the rest of the row one window at a time.
 // Every index is inside the plane: 2 * ow <= w and 2 * oh <= h (the geometry's output), and
 // out and arg hold oh * ow values.
 #[allow(clippy::indexing_slicing)]
@@ -138,14 +171,33 @@ fn pool_2x2(w: usize, ow: usize, xs: &[f32], out: &mut [f32], arg: &mut [u32]) {
     {
         let r0 = 2 * oy * w;
         let (top, bottom) = (&xs[r0..r0 + 2 * ow], &xs[r0 + w..r0 + w + 2 * ow]);
-        for (ox, (o, a)) in out.iter_mut().zip(arg.iter_mut()).enumerate() {
+        let whole = ow / WINDOWS * WINDOWS;
+        let blocks = out[..whole]
+            .chunks_exact_mut(WINDOWS)
+            .zip(arg[..whole].chunks_exact_mut(WINDOWS))
+            .zip(
+                top.chunks_exact(2 * WINDOWS)
+                    .zip(bottom.chunks_exact(2 * WINDOWS)),
+            );
+        for (k, ((o, a), (t, b))) in blocks.enumerate() {
+            let even = |r: &[f32]| -> [f32; WINDOWS] { std::array::from_fn(|j| r[2 * j]) };
+            let odd = |r: &[f32]| -> [f32; WINDOWS] { std::array::from_fn(|j| r[2 * j + 1]) };
+            let (best, at) = windows_2x2([&even(t), &odd(t), &even(b), &odd(b)]);
+            o.copy_from_slice(&best);
+            let i0 = r0 + 2 * k * WINDOWS;
+            for (j, (a, &p)) in a.iter_mut().zip(&at).enumerate() {
+                let p = p as usize;
+                *a = (i0 + 2 * j + (p >> 1) * w + (p & 1)) as u32;
+            }
+        }
+        for ox in whole..ow {
             let i = r0 + 2 * ox;
             let (mut best, mut at) = (top[2 * ox], i);
             (best, at) = pick(best, at, top[2 * ox + 1], i + 1);
             (best, at) = pick(best, at, bottom[2 * ox], i + w);
             (best, at) = pick(best, at, bottom[2 * ox + 1], i + w + 1);
-            *o = best;
-            *a = at as u32;
+            out[ox] = best;
+            arg[ox] = at as u32;
         }
     }
 }
@@ -280,6 +332,7 @@ mod tests {
         };
         for (h, w, kernel, stride, pad) in [
             (31, 31, 2, 2, 0),
+            (40, 37, 2, 2, 0),
             (8, 8, 2, 2, 0),
             (7, 5, 2, 2, 0),
             (2, 3, 2, 2, 0),

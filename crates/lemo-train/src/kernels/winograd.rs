@@ -22,7 +22,6 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::conv::{ConvGeometry, ConvGrads, check_lengths, matmul, op, with_scratch};
-use super::pool::pick;
 
 /// Outputs per tile side.
 const M: usize = 4;
@@ -532,10 +531,12 @@ fn output_transform(
     }
 }
 
-/// [`output_transform`] followed by a 2x2, stride-2 max pooling: the tile's outputs (bias and
-/// ReLU applied) stay in registers and only the `oh / 2 x ow / 2` pooled plane is written to
-/// `y`, with each window's arg-max inside the `oh x ow` plane in `arg` (image `i`'s planes at
-/// `i * stride`). Windows are read in [`super::pool`]'s order, so ties and NaNs resolve alike.
+/// [`output_transform`] followed by a 2x2, stride-2 max pooling: bias, ReLU and the four
+/// windows of every tile are computed lane by lane on the transformed tiles (a window's four
+/// values are four fixed positions of its tile), and only the `oh / 2 x ow / 2` pooled plane is
+/// written to `y`, with each window's arg-max inside the `oh x ow` plane in `arg` (image `i`'s
+/// planes at `i * stride`). Windows are read in [`super::pool`]'s order, so ties and NaNs
+/// resolve alike.
 // Indexes kept (hot loop): py < oh / 2 and px < ow / 2, inside the pooled plane; a tile's
 // windows lie in its 4x4 outputs (tiles start at multiples of 4).
 #[allow(clippy::indexing_slicing, clippy::too_many_arguments)]
@@ -549,6 +550,7 @@ fn output_transform_pooled(
     arg: &mut [u32],
     stride: usize,
 ) {
+    const _: () = assert!(LANES == super::pool::WINDOWS);
     let tp = padded(tiles);
     let [oh, ow] = tl.out;
     let (ph, pw) = (oh / 2, ow / 2);
@@ -558,31 +560,43 @@ fn output_transform_pooled(
         let n = LANES.min(tiles - t0);
         load_lanes(&mut out, m, tp, t0);
         two_d!(&mut out, at, 6, 4);
+        // NaN stays NaN (as with burn's relu), so divergence stays visible.
+        for cell in out
+            .iter_mut()
+            .take(M)
+            .flat_map(|row| row.iter_mut().take(M))
+        {
+            for v in cell.0.iter_mut() {
+                let b = *v + bias;
+                *v = if relu && b <= 0.0 { 0.0 } else { b };
+            }
+        }
+        let window = |wy: usize, wx: usize| {
+            let (r, s) = (2 * wy, 2 * wx);
+            super::pool::windows_2x2([
+                &out[r][s].0,
+                &out[r][s + 1].0,
+                &out[r + 1][s].0,
+                &out[r + 1][s + 1].0,
+            ])
+        };
+        let windows = [[window(0, 0), window(0, 1)], [window(1, 0), window(1, 1)]];
         for l in 0..n {
             let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
-            // NaN stays NaN (as with burn's relu), so divergence stays visible.
-            let value = |r: usize, s: usize| {
-                let v = out[r][s].0[l] + bias;
-                if relu && v <= 0.0 { 0.0 } else { v }
-            };
-            for wy in 0..M / 2 {
+            for (wy, row) in windows.iter().enumerate() {
                 let py = oy / 2 + wy;
                 if py >= ph {
                     break;
                 }
-                for wx in 0..M / 2 {
+                for (wx, (best, at)) in row.iter().enumerate() {
                     let px = ox / 2 + wx;
                     if px >= pw {
                         break;
                     }
-                    let (r, s) = (2 * wy, 2 * wx);
-                    let i = (oy + r) * ow + ox + s;
-                    let (mut best, mut from) = (value(r, s), i);
-                    (best, from) = pick(best, from, value(r, s + 1), i + 1);
-                    (best, from) = pick(best, from, value(r + 1, s), i + ow);
-                    (best, from) = pick(best, from, value(r + 1, s + 1), i + ow + 1);
-                    y[base + py * pw + px] = best;
+                    let p = at[l] as usize;
+                    let from = (oy + 2 * wy + (p >> 1)) * ow + ox + 2 * wx + (p & 1);
+                    y[base + py * pw + px] = best[l];
                     arg[base + py * pw + px] = from as u32;
                 }
             }
