@@ -49,20 +49,13 @@ use std::time::Instant;
 use lemo::event::{AnswerOutcome, Event, IterationOutcome};
 use lemo::{Discovery, RunConfig, RunObserver, SearchBase};
 use lemo_llm::{ArchitectConfig, OfflineConfig};
-use lemo_metrics::{DEFAULT_CURVE_EXPONENT, PaperDataset};
+use lemo_metrics::{DEFAULT_CURVE_EXPONENT, EPOCH_CURVE_EXPONENT, PaperDataset};
 use lemo_train::data::DatasetSpec;
 use lemo_train::{CurveProxy, EpochStats, TrainConfig, TrainObserver};
 
 const USAGE: &str = "usage: discover_cifar10 DATA_DIR --minutes N [--config RUN_CONFIG.toml] \
                      [--no-baseline] [--curve T1,T2 | --curve-epochs E1,E2] [--curve-exponent X] \
                      [--candidates K] [--search-share F]";
-
-/// The learning curve's exponent for `--curve-epochs`. A first point of one whole (one-cycle)
-/// epoch lies further below the law than a first point in seconds: through the CIFAR-10
-/// starter's 1- and 3-epoch trainings (0.6652 at 33 s, 0.7906 at 82 s), the exponent 0.5
-/// predicts 0.941 at 863 s and 1.0 predicts 0.866, where its final trainings measured
-/// 0.861-0.874 (docs/results.md).
-const EPOCH_CURVE_EXPONENT: f64 = 1.0;
 
 /// The command line.
 struct Args {

@@ -18,18 +18,23 @@
 //! [`lemo_metrics::DEFAULT_CURVE_EXPONENT`]) through the two validation accuracies predicts the
 //! long training's, and the rank agreement of the prediction (and of T2 alone) with the long
 //! training is reported.
+//! `--curve-epochs E1,E2` measures the search's curve in epochs (`discover_cifar10
+//! --curve-epochs`): every network is trained as a candidate is, with the search recipe for E1
+//! and for E2 epochs and the curve through the measured training times ([`EPOCH_CURVE_EXPONENT`])
+//! predicting the long training; then as `--curve`.
 //! Prints a table, then one line:
 //! `proxy_agreement networks=N proxy_seconds=S long_seconds=L proxy_fraction=F spearman=R kendall=T`,
 //! with `--curve`: `proxy_agreement networks=N curve=T1,T2 long_seconds=L spearman=R kendall=T
-//! t2_spearman=R2 t2_kendall=T2`.
+//! t2_spearman=R2 t2_kendall=T2` (`curve_epochs=E1,E2` in place of `curve=T1,T2` with
+//! `--curve-epochs`).
 
 use std::process::ExitCode;
 
 use lemo_arch::{Graph, Instruction, Limits, Task, ValidatedGraph, ref_cnn, starter};
 use lemo_energy::NoMeter;
-use lemo_metrics::{DEFAULT_CURVE_EXPONENT, LearningCurve};
+use lemo_metrics::{DEFAULT_CURVE_EXPONENT, EPOCH_CURVE_EXPONENT, LearningCurve};
 use lemo_train::data::{DatasetSpec, Splits};
-use lemo_train::{BurnTrainer, NoObserver, TrainConfig, Trainer};
+use lemo_train::{BurnTrainer, CurveProxy, NoObserver, TrainConfig, Trainer};
 
 /// The networks: the starter, the starter after each capacity edit, the reference CNN.
 fn networks(task: &Task) -> Vec<(String, Graph)> {
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut dir, mut proxy, mut long, mut fraction) = (None, 90.0, 360.0, 1.0);
     let mut curve: Option<(f64, f64)> = None;
+    let mut curve_epochs: Option<(usize, usize)> = None;
     let mut files = Vec::new();
     while let Some(a) = args.next() {
         let mut number = |name: &str| -> Option<f64> {
@@ -140,6 +146,20 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            "--curve-epochs" => {
+                let parsed = args.next().and_then(|v| {
+                    let (a, b) = v.split_once(',')?;
+                    let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                    (a > 0 && b > a).then_some((a, b))
+                });
+                match parsed {
+                    Some(c) => curve_epochs = Some(c),
+                    None => {
+                        eprintln!("--curve-epochs needs E1,E2 with 0 < E1 < E2 (epochs)");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             "--network" => match args.next() {
                 Some(f) => files.push(std::path::PathBuf::from(f)),
                 None => {
@@ -151,7 +171,8 @@ fn main() -> ExitCode {
             _ => {
                 eprintln!(
                     "usage: proxy_agreement DATA_DIR [--proxy-seconds S] [--long-seconds L] \
-                     [--proxy-fraction F] [--curve T1,T2] [--network FILE]..."
+                     [--proxy-fraction F] [--curve T1,T2 | --curve-epochs E1,E2] \
+                     [--network FILE]..."
                 );
                 return ExitCode::from(2);
             }
@@ -161,7 +182,16 @@ fn main() -> ExitCode {
         eprintln!("usage: proxy_agreement DATA_DIR (CIFAR-10 binary batches or image folders)");
         return ExitCode::from(2);
     };
-    match run(&spec, proxy, long, fraction, curve, &files) {
+    let mode = match (curve, curve_epochs) {
+        (Some(_), Some(_)) => {
+            eprintln!("--curve and --curve-epochs exclude each other");
+            return ExitCode::from(2);
+        }
+        (Some(c), None) => Mode::Curve(c),
+        (None, Some(e)) => Mode::CurveEpochs(e),
+        (None, None) => Mode::Proxy,
+    };
+    match run(&spec, proxy, long, fraction, mode, &files) {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
@@ -173,12 +203,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// What is compared with the long training.
+enum Mode {
+    /// The fixed-time proxy (`--proxy-seconds`, `--proxy-fraction`).
+    Proxy,
+    /// The curve through trainings of T1 and T2 seconds (`--curve`).
+    Curve((f64, f64)),
+    /// The search's curve through trainings of E1 and E2 epochs (`--curve-epochs`).
+    CurveEpochs((usize, usize)),
+}
+
 fn run(
     spec: &DatasetSpec,
     proxy: f64,
     long: f64,
     fraction: f64,
-    curve: Option<(f64, f64)>,
+    mode: Mode,
     files: &[std::path::PathBuf],
 ) -> Result<String, Box<dyn std::error::Error>> {
     let data = spec.load()?;
@@ -217,8 +257,10 @@ fn run(
         );
         list.push((name, graph));
     }
-    if let Some((t1, t2)) = curve {
-        return curve_agreement(&splits, &task, list, (t1, t2), &longer);
+    match mode {
+        Mode::Curve(c) => return curve_agreement(&splits, &task, list, c, &longer),
+        Mode::CurveEpochs(e) => return epoch_curve_agreement(&splits, &task, list, e, &longer),
+        Mode::Proxy => {}
     }
     let mut rows = Vec::new();
     println!("| network | params | proxy A2 | long A2 | long epochs |");
@@ -293,6 +335,68 @@ fn curve_agreement(
     }
     Ok(format!(
         "proxy_agreement networks={} curve={t1},{t2} long_seconds={long} spearman={:.3} \
+         kendall={:.3} t2_spearman={:.3} t2_kendall={:.3}",
+        measured.len(),
+        spearman(&predicted, &measured),
+        kendall(&predicted, &measured),
+        spearman(&second_only, &measured),
+        kendall(&second_only, &measured)
+    ))
+}
+
+/// The `--curve-epochs` mode: each network trained as `discover_cifar10 --curve-epochs E1,E2`
+/// trains a candidate (the search recipe for `e1`, then `e2` epochs, and the trainer's curve
+/// through the measured times predicting the long training), then with the final recipe for the
+/// long time.
+fn epoch_curve_agreement(
+    splits: &Splits,
+    task: &Task,
+    list: Vec<(String, Graph)>,
+    (e1, e2): (usize, usize),
+    longer: &TrainConfig,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let long = longer.budget.max_wall_seconds.unwrap_or(0.0);
+    let mut search = TrainConfig::fast_search();
+    search.epochs = e2;
+    search.budget.data_fraction = 1.0;
+    search.budget.max_wall_seconds = None;
+    search.budget.curve = Some(CurveProxy {
+        first_seconds: 0.0,
+        first_epochs: Some(e1),
+        target_seconds: long,
+        exponent: EPOCH_CURVE_EXPONENT,
+    });
+    search.tta_flip = true;
+    search.inference = None;
+    println!(
+        "| network | params | A2 after {e1} epochs | A2 after {e2} epochs | predicted A2 at {long} s | A2 at {long} s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let (mut predicted, mut second_only, mut measured) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, graph) in list {
+        let network = ValidatedGraph::new(graph, task)?;
+        let mut trainer = BurnTrainer::new();
+        let c = trainer.train(&network, splits, &search, &NoMeter, &mut NoObserver)?;
+        let curve = c
+            .curve
+            .ok_or("the search recipe made no curve prediction")?;
+        let l = trainer.train(&network, splits, longer, &NoMeter, &mut NoObserver)?;
+        println!(
+            "| {name} | {} | {:.4} ({:.0} s) | {:.4} ({:.0} s) | {:.4} | {:.4} |",
+            network.params(),
+            curve.first_val_accuracy,
+            curve.first_seconds,
+            c.val_accuracy,
+            curve.second_seconds,
+            curve.predicted_val_accuracy,
+            l.val_accuracy
+        );
+        predicted.push(curve.predicted_val_accuracy);
+        second_only.push(c.val_accuracy);
+        measured.push(l.val_accuracy);
+    }
+    Ok(format!(
+        "proxy_agreement networks={} curve_epochs={e1},{e2} long_seconds={long} spearman={:.3} \
          kendall={:.3} t2_spearman={:.3} t2_kendall={:.3}",
         measured.len(),
         spearman(&predicted, &measured),

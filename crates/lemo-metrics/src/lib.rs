@@ -23,7 +23,7 @@ mod presets;
 mod user;
 
 pub use codes::{Metric, Priority, Threshold};
-pub use curve::{DEFAULT_CURVE_EXPONENT, LearningCurve};
+pub use curve::{DEFAULT_CURVE_EXPONENT, EPOCH_CURVE_EXPONENT, LearningCurve};
 pub use effectiveness::{
     Effectiveness, LinearRatio, Normalisation, NormalisationChoice, RunRange, SaturatingRatio,
 };
