@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release --example discover_cifar10 -- DATA_DIR --minutes 30 [--config FILE] [--no-baseline]
-//!     [--curve T1,T2 | --curve-epochs E1,E2] [--curve-exponent X] [--candidates K] [--search-share F]
+//!     [--curve-epochs E1,E2 | --curve T1,T2 | --fixed-proxy] [--curve-exponent X]
+//!     [--candidates K] [--search-share F]
 //! ```
 //!
 //! DATA_DIR holds CIFAR-10 as the binary batches (`cifar-10-batches-bin/`, or that folder
@@ -15,28 +16,29 @@
 //!
 //! How the budget is split (docs/results.md): the measured loading time comes first; 4% of the
 //! budget (at least 30 s) is kept for the final measurements (test accuracy with flip TTA,
-//! inference speed) and the report; of the rest, 40% goes to the search and 60% to the final
-//! training (`--search-share F` sets the search's share instead of 0.4). Each search candidate is trained for the same wall-clock time (an eighth of the
-//! search, 30 to 240 s) with the `fast_search` recipe, its one-cycle schedule following the
-//! clock: the proxy ranks networks by what they reach in a fixed time, which is what the final
-//! training, itself a fixed time, rewards. The final training uses `fast_final` for its share,
-//! plus whatever the search left unused (`[final] total_wall_seconds`: the search stops between
-//! iterations, so up to one iteration's time).
+//! inference speed) and the report; of the rest, half goes to the search and half to the final
+//! training (`--search-share F` sets the search's share instead of 0.5). The final training uses
+//! `fast_final` for its share, plus whatever the search left unused (`[final]
+//! total_wall_seconds`: the search stops between iterations, so up to one iteration's time).
 //!
-//! `--curve T1,T2` ranks candidates by a learning-curve proxy instead (`budget.curve`,
-//! docs/training.md): each candidate is trained for T1 and for T2 seconds (flip TTA on the
-//! validation split, as the final training measures), and the search's A1 and A2 are the
-//! curve's predictions for the final training's time. A candidate then costs T1 + T2 seconds.
-//! `--curve-epochs E1,E2` trains each candidate for E1 and for E2 epochs instead (each network
-//! measured after the same learning, the curve drawn through the measured times; a training is
-//! capped at 30% of the search); an iteration then starts only when it is expected to fit in the
-//! search's share (`termination.whole_iterations`). The curve's exponent is 0.5 in seconds and
-//! 1.0 in epochs (measured on the starter, docs/results.md); `--curve-exponent X` sets it.
+//! The defaults are the settings that measured best at 30 minutes (docs/results.md): each
+//! candidate is ranked by a learning curve in epochs (`budget.curve`, docs/training.md),
+//! trained with the `fast_search` recipe for 1 and for 3 epochs (`--curve-epochs E1,E2` sets
+//! them; each network measured after the same learning, the curve drawn through the measured
+//! times, flip TTA on the validation split as the final training measures; a training is capped
+//! at 30% of the search), and the search's A1 and A2 are the curve's predictions for the final
+//! training's time. An iteration starts only when it is expected to fit in the search's share
+//! (`termination.whole_iterations`). `--curve T1,T2` draws the curve through trainings of T1
+//! and T2 seconds instead; `--fixed-proxy` ranks each candidate by one training of a fixed
+//! time (an eighth of the search, 30 to 240 s), the benchmark's first proxy. The curve's
+//! exponent is 1.0 in epochs and 0.5 in seconds (`lemo_metrics::EPOCH_CURVE_EXPONENT`,
+//! `DEFAULT_CURVE_EXPONENT`); `--curve-exponent X` sets it.
 //!
-//! `--candidates K` (K > 1) evaluates K candidates per iteration from iteration 2 on (the first
-//! iteration is the starter alone, `search.first_candidates = 1`); without `--config`, the
-//! offline architect then applies one instruction per candidate (`max_edits = 1`), candidate c
-//! the c-th strongest, so each iteration compares the K strongest instructions side by side.
+//! Iteration 1 is the starter alone (`search.first_candidates = 1`); from iteration 2 on, each
+//! iteration evaluates 4 candidates (`--candidates K` sets K; 1 is the paper's loop). Without
+//! `--config`, the offline architect then applies one instruction per candidate
+//! (`max_edits = 1`), candidate c the c-th strongest, so each iteration compares the K
+//! strongest instructions side by side.
 //!
 //! The last line is exactly:
 //! `discover_cifar10 minutes=N test_accuracy=0.xxxx starter_test_accuracy=0.xxxx best_iteration=K iterations=I`
@@ -54,8 +56,8 @@ use lemo_train::data::DatasetSpec;
 use lemo_train::{CurveProxy, EpochStats, TrainConfig, TrainObserver};
 
 const USAGE: &str = "usage: discover_cifar10 DATA_DIR --minutes N [--config RUN_CONFIG.toml] \
-                     [--no-baseline] [--curve T1,T2 | --curve-epochs E1,E2] [--curve-exponent X] \
-                     [--candidates K] [--search-share F]";
+                     [--no-baseline] [--curve-epochs E1,E2 | --curve T1,T2 | --fixed-proxy] \
+                     [--curve-exponent X] [--candidates K] [--search-share F]";
 
 /// The command line.
 struct Args {
@@ -85,8 +87,9 @@ enum Curve {
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut minutes, mut config, mut baseline) = (None, None, None, true);
-    let (mut curve, mut curve_exponent) = (None, None);
-    let (mut candidates, mut search_share) = (1, 0.4);
+    // The defaults are the settings that measured best at 30 minutes (docs/results.md).
+    let (mut curve, mut curve_exponent) = (Some(Curve::Epochs(1, 3)), None);
+    let (mut candidates, mut search_share) = (4, 0.5);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--minutes" => {
@@ -130,6 +133,7 @@ fn parse_args() -> Result<Args, String> {
                     }
                 }
             }
+            "--fixed-proxy" => curve = None,
             "--curve-exponent" => {
                 let v = args.next().ok_or("--curve-exponent needs a number")?;
                 curve_exponent = match v.parse::<f64>() {
