@@ -100,6 +100,13 @@ fn kendall(a: &[f64], b: &[f64]) -> f64 {
     s / pairs
 }
 
+/// `A,B` with `0 < A < B`, as `--curve` and `--curve-epochs` take them.
+fn increasing_pair<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Option<(T, T)> {
+    let (a, b) = v.split_once(',')?;
+    let (a, b): (T, T) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a > T::default() && b > a).then_some((a, b))
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut dir, mut proxy, mut long, mut fraction) = (None, 90.0, 360.0, 1.0);
@@ -132,34 +139,20 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "--curve" => {
-                let parsed = args.next().and_then(|v| {
-                    let (a, b) = v.split_once(',')?;
-                    let (a, b): (f64, f64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-                    (a > 0.0 && b > a).then_some((a, b))
-                });
-                match parsed {
-                    Some(c) => curve = Some(c),
-                    None => {
-                        eprintln!("--curve needs T1,T2 with 0 < T1 < T2 (seconds)");
-                        return ExitCode::from(2);
-                    }
+            "--curve" => match args.next().as_deref().and_then(increasing_pair::<f64>) {
+                Some(c) => curve = Some(c),
+                None => {
+                    eprintln!("--curve needs T1,T2 with 0 < T1 < T2 (seconds)");
+                    return ExitCode::from(2);
                 }
-            }
-            "--curve-epochs" => {
-                let parsed = args.next().and_then(|v| {
-                    let (a, b) = v.split_once(',')?;
-                    let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-                    (a > 0 && b > a).then_some((a, b))
-                });
-                match parsed {
-                    Some(c) => curve_epochs = Some(c),
-                    None => {
-                        eprintln!("--curve-epochs needs E1,E2 with 0 < E1 < E2 (epochs)");
-                        return ExitCode::from(2);
-                    }
+            },
+            "--curve-epochs" => match args.next().as_deref().and_then(increasing_pair::<usize>) {
+                Some(c) => curve_epochs = Some(c),
+                None => {
+                    eprintln!("--curve-epochs needs E1,E2 with 0 < E1 < E2 (epochs)");
+                    return ExitCode::from(2);
                 }
-            }
+            },
             "--network" => match args.next() {
                 Some(f) => files.push(std::path::PathBuf::from(f)),
                 None => {
