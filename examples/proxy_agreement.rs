@@ -100,6 +100,18 @@ fn kendall(a: &[f64], b: &[f64]) -> f64 {
     s / pairs
 }
 
+/// The curve modes' rank agreements with the long training, as their last line shows them: of
+/// the predictions (`spearman`, `kendall`) and of the second training alone (`t2_...`).
+fn agreement(predicted: &[f64], second_only: &[f64], measured: &[f64]) -> String {
+    format!(
+        "spearman={:.3} kendall={:.3} t2_spearman={:.3} t2_kendall={:.3}",
+        spearman(predicted, measured),
+        kendall(predicted, measured),
+        spearman(second_only, measured),
+        kendall(second_only, measured)
+    )
+}
+
 /// `A,B` with `0 < A < B`, as `--curve` and `--curve-epochs` take them.
 fn increasing_pair<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Option<(T, T)> {
     let (a, b) = v.split_once(',')?;
@@ -327,13 +339,9 @@ fn curve_agreement(
         measured.push(l.val_accuracy);
     }
     Ok(format!(
-        "proxy_agreement networks={} curve={t1},{t2} long_seconds={long} spearman={:.3} \
-         kendall={:.3} t2_spearman={:.3} t2_kendall={:.3}",
+        "proxy_agreement networks={} curve={t1},{t2} long_seconds={long} {}",
         measured.len(),
-        spearman(&predicted, &measured),
-        kendall(&predicted, &measured),
-        spearman(&second_only, &measured),
-        kendall(&second_only, &measured)
+        agreement(&predicted, &second_only, &measured)
     ))
 }
 
@@ -389,12 +397,8 @@ fn epoch_curve_agreement(
         measured.push(l.val_accuracy);
     }
     Ok(format!(
-        "proxy_agreement networks={} curve_epochs={e1},{e2} long_seconds={long} spearman={:.3} \
-         kendall={:.3} t2_spearman={:.3} t2_kendall={:.3}",
+        "proxy_agreement networks={} curve_epochs={e1},{e2} long_seconds={long} {}",
         measured.len(),
-        spearman(&predicted, &measured),
-        kendall(&predicted, &measured),
-        spearman(&second_only, &measured),
-        kendall(&second_only, &measured)
+        agreement(&predicted, &second_only, &measured)
     ))
 }
