@@ -3,16 +3,17 @@
 //! final training of `discover_cifar10` would rank them, without a search.
 //!
 //! ```sh
-//! cargo run --release --example train_cifar10 -- DATA_DIR --seconds 1034 NETWORK...
+//! cargo run --release --example train_cifar10 -- DATA_DIR --seconds 1034 [--cutout N] NETWORK...
 //! ```
 //!
 //! DATA_DIR as for `discover_cifar10` (binary batches or the image folder form). A NETWORK is a
 //! network file (the IR's JSON, e.g. `examples/networks/*.json`) or `starter` for the offline
 //! architect's first network. The split is the benchmark's: 10% of the training images
-//! (stratified, seed 0) for validation. One line per network:
+//! (stratified, seed 0) for validation. `--cutout N` adds cutout of N x N pixels to the recipe's
+//! augmentation (`augmentation.cutout`). One line per network:
 //! `train_cifar10 network=NAME params=P seconds=S epochs=E train_accuracy=A1 val_accuracy=A2 test_accuracy=T`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -21,8 +22,16 @@ use lemo_energy::NoMeter;
 use lemo_train::data::{DatasetSpec, Splits};
 use lemo_train::{BurnTrainer, EpochStats, TrainConfig, TrainObserver, Trainer};
 
-const USAGE: &str =
-    "usage: train_cifar10 DATA_DIR --seconds S NETWORK... (a JSON file or `starter`)";
+const USAGE: &str = "usage: train_cifar10 DATA_DIR --seconds S [--cutout N] NETWORK... \
+                     (a JSON file or `starter`)";
+
+/// What the command line asks for.
+struct Args {
+    data: PathBuf,
+    seconds: f64,
+    cutout: u32,
+    networks: Vec<String>,
+}
 
 /// Prints each epoch on stderr.
 struct Epochs;
@@ -40,9 +49,10 @@ impl TrainObserver for Epochs {
     }
 }
 
-fn parse_args() -> Result<(PathBuf, f64, Vec<String>), String> {
+fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut seconds, mut networks) = (None, None, Vec::new());
+    let mut cutout = 0;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => {
@@ -55,6 +65,12 @@ fn parse_args() -> Result<(PathBuf, f64, Vec<String>), String> {
                 }
                 seconds = Some(s);
             }
+            "--cutout" => {
+                let v = args.next().ok_or("--cutout needs a number")?;
+                cutout = v
+                    .parse()
+                    .map_err(|_| format!("--cutout {v}: give a whole number of pixels"))?;
+            }
             "-h" | "--help" => return Err(String::new()),
             _ if data.is_none() => data = Some(PathBuf::from(a)),
             _ => networks.push(a),
@@ -64,7 +80,12 @@ fn parse_args() -> Result<(PathBuf, f64, Vec<String>), String> {
     if networks.is_empty() {
         return Err("name at least one network".into());
     }
-    Ok((data, seconds.ok_or("--seconds S is missing")?, networks))
+    Ok(Args {
+        data,
+        seconds: seconds.ok_or("--seconds S is missing")?,
+        cutout,
+        networks,
+    })
 }
 
 fn network(name: &str, task: &Task) -> Result<Graph, String> {
@@ -75,7 +96,8 @@ fn network(name: &str, task: &Task) -> Result<Graph, String> {
     Graph::from_json(&text).map_err(|e| format!("{name}: {e}"))
 }
 
-fn run(data: &Path, seconds: f64, names: &[String]) -> Result<(), String> {
+fn run(args: &Args) -> Result<(), String> {
+    let (data, seconds, names) = (&args.data, args.seconds, &args.networks);
     let spec = DatasetSpec::find_cifar10(data)
         .ok_or_else(|| format!("no CIFAR-10 in {} (see discover_cifar10)", data.display()))?;
     let loaded = spec.load().map_err(|e| e.to_string())?;
@@ -83,6 +105,7 @@ fn run(data: &Path, seconds: f64, names: &[String]) -> Result<(), String> {
     recipe.epochs = 500;
     recipe.budget.max_wall_seconds = Some(seconds);
     recipe.inference = None;
+    recipe.augmentation.cutout = args.cutout;
     let (train, val) = loaded.train.split(recipe.validation_split, 0);
     let splits = Splits {
         train,
@@ -97,7 +120,11 @@ fn run(data: &Path, seconds: f64, names: &[String]) -> Result<(), String> {
     for name in names {
         let graph = ValidatedGraph::new(network(name, &task)?, &task)
             .map_err(|e| format!("{name}: {e}"))?;
-        eprintln!("{name}: {} parameters, {seconds} s", graph.params());
+        eprintln!(
+            "{name}: {} parameters, {seconds} s, cutout {}",
+            graph.params(),
+            args.cutout
+        );
         let start = Instant::now();
         let r = BurnTrainer::new()
             .train(&graph, &splits, &recipe, &NoMeter, &mut Epochs)
@@ -119,7 +146,7 @@ fn run(data: &Path, seconds: f64, names: &[String]) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let (data, seconds, names) = match parse_args() {
+    let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
             if !e.is_empty() {
@@ -129,7 +156,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&data, seconds, &names) {
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

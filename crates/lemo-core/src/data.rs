@@ -349,6 +349,20 @@ pub struct Augmentation {
     /// number of pixels uniform in `-crop_padding..=crop_padding` on each axis; the margin takes
     /// the nearest edge pixel. 0: off.
     pub crop_padding: u32,
+    /// Cutout (DeVries and Taylor, 2017): after the other changes, a square of `cutout` x
+    /// `cutout` pixels centred on a uniformly drawn pixel (clipped at the borders) is set to the
+    /// dataset mean in every channel. 0: off.
+    pub cutout: u32,
+}
+
+/// The rows and columns a [`Augmentation::cutout`] draw erases (half-open ranges inside the
+/// image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutout {
+    /// First and one-past-last erased row.
+    pub rows: (usize, usize),
+    /// First and one-past-last erased column.
+    pub cols: (usize, usize),
 }
 
 impl Default for Augmentation {
@@ -399,6 +413,7 @@ impl Augmentation {
             shear: 0.1,
             zoom: 0.1,
             crop_padding: 0,
+            cutout: 0,
         }
     }
 
@@ -421,6 +436,7 @@ impl Augmentation {
             shear: 0.0,
             zoom: 0.0,
             crop_padding: 0,
+            cutout: 0,
         }
     }
 
@@ -433,6 +449,32 @@ impl Augmentation {
             && self.shear == 0.0
             && self.zoom == 0.0
             && self.crop_padding == 0
+            && self.cutout == 0
+    }
+
+    /// Draws the square [`Augmentation::cutout`] erases in an image of `h` x `w` pixels, or
+    /// `None` when cutout is off. Draws nothing from `rng` when off, so turning it on changes
+    /// no other draw of a run before it.
+    pub fn sample_cutout<R: rand::Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        h: usize,
+        w: usize,
+    ) -> Option<Cutout> {
+        if self.cutout == 0 || h == 0 || w == 0 {
+            return None;
+        }
+        let side = self.cutout as usize;
+        let span = |n: usize, rng: &mut R| {
+            let centre = rng.random_range(0..n);
+            (
+                centre.saturating_sub(side / 2),
+                (centre + side - side / 2).min(n),
+            )
+        };
+        let rows = span(h, rng);
+        let cols = span(w, rng);
+        Some(Cutout { rows, cols })
     }
 
     /// Draws one combined map for an image of `h` x `w` pixels.

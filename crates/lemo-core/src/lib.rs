@@ -28,7 +28,7 @@ pub mod energy;
 pub mod llm;
 pub mod train;
 
-pub use data::{Augmentation, Dataset, DatasetError, Normalization, Splits};
+pub use data::{Augmentation, Cutout, Dataset, DatasetError, Normalization, Splits};
 pub use energy::{
     Component, ComponentEnergy, EnergyError, EnergyMeter, EnergyReport, EnergyWindow, NoMeter,
     Provenance,

@@ -224,7 +224,7 @@ fn weight_decay_shrinks_the_weights() -> Result<(), TrainError> {
 
 #[test]
 fn bad_recipe_values_are_config_errors_naming_the_key() {
-    let cases: [(TrainConfig, &str); 6] = [
+    let cases: [(TrainConfig, &str); 7] = [
         (
             TrainConfig {
                 weight_decay: -1e-4,
@@ -262,6 +262,16 @@ fn bad_recipe_values_are_config_errors_naming_the_key() {
                 ..fast(1)
             },
             "augmentation.crop_padding",
+        ),
+        (
+            TrainConfig {
+                augmentation: Augmentation {
+                    cutout: 9,
+                    ..Augmentation::none()
+                },
+                ..fast(1)
+            },
+            "augmentation.cutout",
         ),
         (
             TrainConfig {

@@ -685,12 +685,18 @@ impl TrainConfig {
     }
 
     /// Checks the settings that depend on the images: the crop padding must be smaller than
-    /// both sides of an image of `height` x `width`.
+    /// both sides of an image of `height` x `width`, the cutout square no larger than either.
     pub fn check_for_images(&self, height: usize, width: usize) -> Result<(), TrainError> {
         let p = self.augmentation.crop_padding as usize;
         if p > 0 && (p >= height || p >= width) {
             return Err(TrainError::Config(format!(
                 "augmentation.crop_padding {p} must be smaller than the images ({height} x {width})"
+            )));
+        }
+        let c = self.augmentation.cutout as usize;
+        if c > height || c > width {
+            return Err(TrainError::Config(format!(
+                "augmentation.cutout {c} must be at most the images' sides ({height} x {width})"
             )));
         }
         Ok(())

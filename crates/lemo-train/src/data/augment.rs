@@ -1,10 +1,10 @@
 //! Random affine augmentation (paper section 4.1): rotation, horizontal flip, width and height
 //! shift, shear and zoom, combined into one affine map per image and applied with a bilinear warp
-//! straight from `u8` to normalised `f32`.
+//! straight from `u8` to normalised `f32`; then, when asked, cutout.
 
-use lemo_core::data::Affine;
 #[cfg(test)]
 use lemo_core::data::Augmentation;
+use lemo_core::data::{Affine, Cutout};
 
 /// Normalise one channel-major `u8` image into `out` without any warp.
 pub(crate) fn normalize_into(src: &[u8], plane: usize, so: &[(f32, f32)], out: &mut [f32]) {
@@ -101,6 +101,19 @@ impl Warp {
     }
 }
 
+/// Sets the [`Cutout`] square of a normalised channel-major image of shape `[c, h, w]` to 0 (the
+/// dataset mean after normalisation) in every channel.
+// A Cutout's ranges lie inside the h x w plane (Augmentation::sample_cutout clips them).
+#[allow(clippy::indexing_slicing)]
+pub(crate) fn erase(out: &mut [f32], [_, h, w]: [usize; 3], c: Cutout) {
+    let (rows, cols) = (c.rows.0..c.rows.1.min(h), c.cols.0..c.cols.1.min(w));
+    for plane in out.chunks_exact_mut(h * w) {
+        for y in rows.clone() {
+            plane[y * w + cols.start..y * w + cols.end].fill(0.0);
+        }
+    }
+}
+
 /// [`Warp::apply`] with fresh scratch space.
 #[cfg(test)]
 pub(crate) fn warp_into(
@@ -186,6 +199,37 @@ mod tests {
                 assert!((out[y * n + x] - want).abs() < 1e-3, "({x},{y})");
             }
         }
+    }
+
+    #[test]
+    fn cutout_erases_one_clipped_square_in_every_channel() {
+        let aug = Augmentation {
+            cutout: 4,
+            ..Augmentation::none()
+        };
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        let (mut clipped, mut whole) = (false, false);
+        for _ in 0..200 {
+            let c = aug.sample_cutout(&mut rng, 6, 7).expect("cutout is on");
+            let (h, w) = (c.rows.1 - c.rows.0, c.cols.1 - c.cols.0);
+            assert!((2..=4).contains(&h) && (2..=4).contains(&w), "{c:?}");
+            assert!(c.rows.1 <= 6 && c.cols.1 <= 7, "{c:?}");
+            clipped |= h < 4 || w < 4;
+            whole |= h == 4 && w == 4;
+            let mut img = vec![1.0f32; 2 * 6 * 7];
+            erase(&mut img, [2, 6, 7], c);
+            for (i, v) in img.iter().enumerate() {
+                let (y, x) = (i % 42 / 7, i % 7);
+                let inside = (c.rows.0..c.rows.1).contains(&y) && (c.cols.0..c.cols.1).contains(&x);
+                assert_eq!(*v, if inside { 0.0 } else { 1.0 }, "pixel {i} of {c:?}");
+            }
+        }
+        assert!(clipped && whole);
+        // off: no square and no draw from the generator
+        let mut a = Xoshiro256PlusPlus::seed_from_u64(1);
+        let b = a.clone();
+        assert_eq!(Augmentation::none().sample_cutout(&mut a, 6, 7), None);
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -126,6 +126,9 @@ impl Iterator for Batcher<'_> {
                 Some((aug, rng)) => {
                     let m = aug.sample(rng, shape[1], shape[2]);
                     self.warp.apply(src, shape, &m, &self.scale_offset, out);
+                    if let Some(c) = aug.sample_cutout(rng, shape[1], shape[2]) {
+                        super::augment::erase(out, shape, c);
+                    }
                 }
                 None => super::augment::normalize_into(
                     src,
