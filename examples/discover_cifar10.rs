@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo run --release --example discover_cifar10 -- DATA_DIR --minutes 30 [--config FILE] [--no-baseline]
 //!     [--curve-epochs E1,E2 | --curve T1,T2 | --fixed-proxy] [--curve-exponent X]
-//!     [--candidates K] [--search-share F]
+//!     [--candidates K] [--search-share F] [--cutout N]
 //! ```
 //!
 //! DATA_DIR holds CIFAR-10 as the binary batches (`cifar-10-batches-bin/`, or that folder
@@ -34,6 +34,9 @@
 //! exponent is 1.0 in epochs and 0.5 in seconds (`lemo_metrics::EPOCH_CURVE_EXPONENT`,
 //! `DEFAULT_CURVE_EXPONENT`); `--curve-exponent X` sets it.
 //!
+//! `--cutout N` adds cutout of N x N pixels (`augmentation.cutout`) to the final recipe, and so
+//! to the baseline's; the search's short trainings keep `fast_search` as it is.
+//!
 //! Iteration 1 is the starter alone (`search.first_candidates = 1`); from iteration 2 on, each
 //! iteration evaluates 4 candidates (`--candidates K` sets K; 1 is the paper's loop). Without
 //! `--config`, the offline architect then applies one instruction per candidate
@@ -57,7 +60,7 @@ use lemo_train::{CurveProxy, EpochStats, TrainConfig, TrainObserver};
 
 const USAGE: &str = "usage: discover_cifar10 DATA_DIR --minutes N [--config RUN_CONFIG.toml] \
                      [--no-baseline] [--curve-epochs E1,E2 | --curve T1,T2 | --fixed-proxy] \
-                     [--curve-exponent X] [--candidates K] [--search-share F]";
+                     [--curve-exponent X] [--candidates K] [--search-share F] [--cutout N]";
 
 /// The command line.
 struct Args {
@@ -73,6 +76,8 @@ struct Args {
     candidates: usize,
     /// The search's share of the budget after loading and the final measurements.
     search_share: f64,
+    /// Cutout side of the final recipe (0: off).
+    cutout: u32,
 }
 
 /// The two training lengths of a learning-curve proxy.
@@ -90,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
     // The defaults are the settings that measured best at 30 minutes (docs/results.md).
     let (mut curve, mut curve_exponent) = (Some(Curve::Epochs(1, 3)), None);
     let (mut candidates, mut search_share) = (4, 0.5);
+    let mut cutout = 0;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--minutes" => {
@@ -155,6 +161,12 @@ fn parse_args() -> Result<Args, String> {
                     _ => return Err(format!("--search-share {v}: give a fraction in (0, 1)")),
                 };
             }
+            "--cutout" => {
+                let v = args.next().ok_or("--cutout needs a number")?;
+                cutout = v
+                    .parse()
+                    .map_err(|_| format!("--cutout {v}: give a whole number of pixels"))?;
+            }
             "-h" | "--help" => return Err(String::new()),
             other if data.is_none() && !other.starts_with('-') => data = Some(other.into()),
             other => return Err(format!("unexpected argument `{other}`")),
@@ -169,6 +181,7 @@ fn parse_args() -> Result<Args, String> {
         curve_exponent,
         candidates,
         search_share,
+        cutout,
     })
 }
 
@@ -411,6 +424,7 @@ fn run(args: &Args) -> Result<String, String> {
     let mut final_recipe = TrainConfig::fast_final();
     final_recipe.epochs = 500;
     final_recipe.budget.max_wall_seconds = Some(final_seconds);
+    final_recipe.augmentation.cutout = args.cutout;
     config.final_training.training = final_recipe;
     // What the search leaves of its share (it stops between iterations) goes to the final
     // training, and the baseline trains as long.
