@@ -3,33 +3,49 @@
 //! final training of `discover_cifar10` would rank them, without a search.
 //!
 //! ```sh
-//! cargo run --release --example train_cifar10 -- DATA_DIR --seconds 1034 [--cutout N] NETWORK...
+//! cargo run --release --example train_cifar10 -- DATA_DIR --seconds 1034 [--cutout N] \
+//!     [--tta-translate N] [--save DIR] NETWORK...
+//! cargo run --release --example train_cifar10 -- DATA_DIR --evaluate SAVED_DIR...
 //! ```
 //!
 //! DATA_DIR as for `discover_cifar10` (binary batches or the image folder form). A NETWORK is a
 //! network file (the IR's JSON, e.g. `examples/networks/*.json`) or `starter` for the offline
 //! architect's first network. The split is the benchmark's: 10% of the training images
 //! (stratified, seed 0) for validation. `--cutout N` adds cutout of N x N pixels to the recipe's
-//! augmentation (`augmentation.cutout`). One line per network:
+//! augmentation (`augmentation.cutout`), `--tta-translate N` translate test-time augmentation
+//! (`tta_translate`). `--save DIR` writes each trained network (graph, normalisation, evaluation
+//! and weights, `TrainedModel::save`) to `DIR/<k>-<name>`. One line per network:
 //! `train_cifar10 network=NAME params=P seconds=S epochs=E train_accuracy=A1 val_accuracy=A2 test_accuracy=T`.
+//!
+//! `--evaluate` loads networks saved with `--save` instead and measures validation and test
+//! accuracy under each test-time augmentation (none, flip, flip with translate 1 and 2), one
+//! line each: `train_cifar10 evaluate=DIR tta=MODE val_accuracy=A2 test_accuracy=T`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use lemo_arch::{Graph, Limits, Task, ValidatedGraph, starter};
 use lemo_energy::NoMeter;
 use lemo_train::data::{DatasetSpec, Splits};
-use lemo_train::{BurnTrainer, EpochStats, TrainConfig, TrainObserver, Trainer};
+use lemo_train::{
+    BurnTrainer, DeviceChoice, EpochStats, TrainConfig, TrainObserver, TrainedModel, Trainer, Tta,
+};
 
-const USAGE: &str = "usage: train_cifar10 DATA_DIR --seconds S [--cutout N] NETWORK... \
-                     (a JSON file or `starter`)";
+const USAGE: &str = "usage: train_cifar10 DATA_DIR --seconds S [--cutout N] [--tta-translate N] \
+                     [--save DIR] NETWORK... (a JSON file or `starter`)\n       \
+                     train_cifar10 DATA_DIR --evaluate SAVED_DIR...";
 
 /// What the command line asks for.
 struct Args {
     data: PathBuf,
-    seconds: f64,
+    /// Training time per network; `None` with `--evaluate`.
+    seconds: Option<f64>,
     cutout: u32,
+    tta_translate: u32,
+    save: Option<PathBuf>,
+    /// The NETWORKs are folders of saved networks to evaluate.
+    evaluate: bool,
     networks: Vec<String>,
 }
 
@@ -49,28 +65,35 @@ impl TrainObserver for Epochs {
     }
 }
 
+/// The value after `flag`, parsed.
+fn value<T: std::str::FromStr>(
+    args: &mut impl Iterator<Item = String>,
+    flag: &str,
+    what: &str,
+) -> Result<T, String> {
+    let v = args.next().ok_or(format!("{flag} needs {what}"))?;
+    v.parse().map_err(|_| format!("{flag} {v}: give {what}"))
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut seconds, mut networks) = (None, None, Vec::new());
-    let mut cutout = 0;
+    let (mut cutout, mut tta_translate, mut save, mut evaluate) = (0, 0, None, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => {
-                let v = args.next().ok_or("--seconds needs a number")?;
-                let s: f64 = v
-                    .parse()
-                    .map_err(|_| format!("--seconds {v}: not a number"))?;
+                let s: f64 = value(&mut args, "--seconds", "a number of seconds")?;
                 if !(s.is_finite() && s > 0.0) {
-                    return Err(format!("--seconds {v}: must be positive"));
+                    return Err(format!("--seconds {s}: must be positive"));
                 }
                 seconds = Some(s);
             }
-            "--cutout" => {
-                let v = args.next().ok_or("--cutout needs a number")?;
-                cutout = v
-                    .parse()
-                    .map_err(|_| format!("--cutout {v}: give a whole number of pixels"))?;
+            "--cutout" => cutout = value(&mut args, "--cutout", "a whole number of pixels")?,
+            "--tta-translate" => {
+                tta_translate = value(&mut args, "--tta-translate", "a whole number of pixels")?;
             }
+            "--save" => save = Some(PathBuf::from(args.next().ok_or("--save needs a folder")?)),
+            "--evaluate" => evaluate = true,
             "-h" | "--help" => return Err(String::new()),
             _ if data.is_none() => data = Some(PathBuf::from(a)),
             _ => networks.push(a),
@@ -80,10 +103,16 @@ fn parse_args() -> Result<Args, String> {
     if networks.is_empty() {
         return Err("name at least one network".into());
     }
+    if !evaluate && seconds.is_none() {
+        return Err("--seconds S is missing".into());
+    }
     Ok(Args {
         data,
-        seconds: seconds.ok_or("--seconds S is missing")?,
+        seconds,
         cutout,
+        tta_translate,
+        save,
+        evaluate,
         networks,
     })
 }
@@ -97,38 +126,56 @@ fn network(name: &str, task: &Task) -> Result<Graph, String> {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let (data, seconds, names) = (&args.data, args.seconds, &args.networks);
+    let (data, names) = (&args.data, &args.networks);
     let spec = DatasetSpec::find_cifar10(data)
         .ok_or_else(|| format!("no CIFAR-10 in {} (see discover_cifar10)", data.display()))?;
     let loaded = spec.load().map_err(|e| e.to_string())?;
     let mut recipe = TrainConfig::fast_final();
-    recipe.epochs = 500;
-    recipe.budget.max_wall_seconds = Some(seconds);
-    recipe.inference = None;
-    recipe.augmentation.cutout = args.cutout;
     let (train, val) = loaded.train.split(recipe.validation_split, 0);
     let splits = Splits {
         train,
         val,
         test: loaded.test,
     };
+    let Some(seconds) = args.seconds.filter(|_| !args.evaluate) else {
+        return names
+            .iter()
+            .try_for_each(|dir| evaluate(Path::new(dir), &splits));
+    };
+    recipe.epochs = 500;
+    recipe.budget.max_wall_seconds = Some(seconds);
+    recipe.inference = None;
+    recipe.augmentation.cutout = args.cutout;
+    recipe.tta_translate = args.tta_translate;
     let task = Task {
         input: splits.train.shape,
         classes: splits.train.classes(),
         limits: Limits::default(),
     };
-    for name in names {
+    for (k, name) in names.iter().enumerate() {
         let graph = ValidatedGraph::new(network(name, &task)?, &task)
             .map_err(|e| format!("{name}: {e}"))?;
         eprintln!(
-            "{name}: {} parameters, {seconds} s, cutout {}",
+            "{name}: {} parameters, {seconds} s, cutout {}, tta_translate {}",
             graph.params(),
-            args.cutout
+            args.cutout,
+            args.tta_translate
         );
         let start = Instant::now();
-        let r = BurnTrainer::new()
+        let mut trainer = BurnTrainer::new();
+        let r = trainer
             .train(&graph, &splits, &recipe, &NoMeter, &mut Epochs)
             .map_err(|e| format!("{name}: {e}"))?;
+        if let Some(root) = &args.save {
+            let stem = Path::new(name)
+                .file_stem()
+                .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned());
+            let dir = root.join(format!("{k}-{stem}"));
+            trainer
+                .save_last(&dir)
+                .map_err(|e| format!("{name}: saving to {}: {e}", dir.display()))?;
+            eprintln!("{name}: saved to {}", dir.display());
+        }
         let test = r
             .test_accuracy
             .map_or_else(|| "none".to_string(), |a| format!("{a:.4}"));
@@ -140,6 +187,52 @@ fn run(args: &Args) -> Result<(), String> {
             r.history.len(),
             r.train_accuracy,
             r.val_accuracy
+        );
+    }
+    Ok(())
+}
+
+/// Validation and test accuracy of the network saved in `dir` under each test-time augmentation.
+fn evaluate(dir: &Path, splits: &Splits) -> Result<(), String> {
+    let shown = dir.display();
+    let model = TrainedModel::load(dir, DeviceChoice::Cpu).map_err(|e| format!("{shown}: {e}"))?;
+    let test = splits
+        .test
+        .as_ref()
+        .ok_or("the data has no test split to evaluate on")?;
+    let flip = Tta {
+        flip: true,
+        translate: 0,
+    };
+    let modes = [
+        ("none", Tta::NONE),
+        ("flip", flip),
+        (
+            "flip+translate1",
+            Tta {
+                translate: 1,
+                ..flip
+            },
+        ),
+        (
+            "flip+translate2",
+            Tta {
+                translate: 2,
+                ..flip
+            },
+        ),
+    ];
+    for (mode, tta) in modes {
+        let accuracy = |set| {
+            model
+                .evaluate_with(set, 500, tta)
+                .map(|(_, a)| a)
+                .map_err(|e| format!("{shown}: {e}"))
+        };
+        println!(
+            "train_cifar10 evaluate={shown} tta={mode} val_accuracy={:.4} test_accuracy={:.4}",
+            accuracy(&splits.val)?,
+            accuracy(test)?
         );
     }
     Ok(())

@@ -39,7 +39,7 @@ pub use lemo_core::train::{
     SgdSettings, Status, TrainConfig, TrainError, TrainObserver, Trainer,
 };
 pub use model::GraphModel;
-pub use trainer::{BurnTrainer, TrainedModel, evaluate, measure_inference, train_and_measure};
+pub use trainer::{BurnTrainer, TrainedModel, Tta, evaluate, measure_inference, train_and_measure};
 
 /// The burn version this crate builds on, re-exported so users need no direct dependency.
 pub use burn;

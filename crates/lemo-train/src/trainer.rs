@@ -140,18 +140,75 @@ pub fn smoothed_cross_entropy(
     nll.mul_scalar(1.0 - smoothing) + uniform.mul_scalar(smoothing)
 }
 
-/// Logits of a batch; with `tta_flip`, the mean of the logits of the images and of their
-/// horizontal mirrors.
-fn predict_logits(
-    model: &GraphModel,
-    x: Tensor<4>,
-    tta_flip: bool,
-) -> Result<Tensor<2>, TrainError> {
-    if !tta_flip {
-        return model.forward(x);
+/// Test-time augmentation of evaluation passes (validation and test accuracies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tta {
+    /// Average each view's logits with its horizontal mirror's.
+    pub flip: bool,
+    /// With `N > 0`: half the image's logits plus a quarter each of the image shifted by `N`
+    /// pixels down-right and up-left, reflected at the border (airbench's translate TTA).
+    pub translate: usize,
+}
+
+impl Tta {
+    /// No augmentation: one forward pass per image.
+    pub const NONE: Tta = Tta {
+        flip: false,
+        translate: 0,
+    };
+
+    /// The test-time augmentation `config` asks for (`tta_flip`, `tta_translate`).
+    pub fn of(config: &TrainConfig) -> Tta {
+        Tta {
+            flip: config.tta_flip,
+            translate: config.tta_translate as usize,
+        }
     }
-    let mirrored = x.clone().flip([3]);
-    Ok((model.forward(x)? + model.forward(mirrored)?).mul_scalar(0.5))
+}
+
+/// `x` (`[n, c, h, w]`) shifted by `t` pixels along `dim` (2 or 3), reflected at the border
+/// (PyTorch's `reflect` padding, then a crop): `t > 0` moves the content towards higher
+/// indices. `|t|` must be smaller than the side.
+fn shift_reflect(x: Tensor<4>, dim: usize, t: isize) -> Tensor<4> {
+    let side = x.dims()[dim];
+    let k = t.unsigned_abs();
+    if k == 0 || k >= side {
+        return x;
+    }
+    let ranges = x.dims().map(|d| 0..d);
+    let part = |r: std::ops::Range<usize>| {
+        let mut rs = ranges.clone();
+        rs[dim] = r;
+        x.clone().slice(rs)
+    };
+    if t > 0 {
+        // rows k, k-1, ..., 1 (the reflection) then 0 .. side-k
+        Tensor::cat(vec![part(1..k + 1).flip([dim]), part(0..side - k)], dim)
+    } else {
+        // rows k .. side, then side-2, ..., side-1-k (the reflection)
+        Tensor::cat(
+            vec![part(k..side), part(side - 1 - k..side - 1).flip([dim])],
+            dim,
+        )
+    }
+}
+
+/// Logits of a batch under test-time augmentation `tta`.
+fn predict_logits(model: &GraphModel, x: Tensor<4>, tta: Tta) -> Result<Tensor<2>, TrainError> {
+    let mirrored = |x: Tensor<4>| -> Result<Tensor<2>, TrainError> {
+        if !tta.flip {
+            return model.forward(x);
+        }
+        let m = x.clone().flip([3]);
+        Ok((model.forward(x)? + model.forward(m)?).mul_scalar(0.5))
+    };
+    if tta.translate == 0 {
+        return mirrored(x);
+    }
+    let t = tta.translate as isize;
+    let down = shift_reflect(shift_reflect(x.clone(), 2, t), 3, t);
+    let up = shift_reflect(shift_reflect(x.clone(), 2, -t), 3, -t);
+    Ok(mirrored(x)?.mul_scalar(0.5) + (mirrored(down)? + mirrored(up)?).mul_scalar(0.25))
 }
 
 /// Number of correct predictions (no gradient).
@@ -177,13 +234,13 @@ fn sample(set: &Dataset, size: Option<usize>, seed: u64) -> Option<Dataset> {
 }
 
 /// Mean loss and accuracy of a validation-mode model over a dataset (in order, no augmentation;
-/// with `tta_flip`, each image's logits averaged with its mirror's).
+/// logits under test-time augmentation `tta`).
 pub fn evaluate(
     model: &GraphModel,
     data: &Dataset,
     norm: &Normalization,
     batch_size: usize,
-    tta_flip: bool,
+    tta: Tta,
     device: &Device,
 ) -> Result<(f64, f64), TrainError> {
     let mut loss_sum = 0.0;
@@ -192,7 +249,7 @@ pub fn evaluate(
     for batch in Batcher::new(data, batch_size, norm) {
         let n = batch.size;
         let (x, y) = to_tensors(batch, data.shape, device);
-        let logits = predict_logits(model, x, tta_flip)?;
+        let logits = predict_logits(model, x, tta)?;
         hits += correct(logits.clone(), y.clone())?;
         let loss: f32 = cross_entropy(logits, y)
             .try_into_scalar()
@@ -389,14 +446,14 @@ pub fn train_and_measure(
     let norm = Normalization::from_dataset(train_set);
     let mut model = model.whiten(network, train_set, &norm)?;
     // Every evaluation pass of this run: same normalisation, batch and device.
-    let eval = |model: &GraphModel, set: &Dataset, tta_flip: bool| {
-        evaluate(model, set, &norm, config.eval_batch_size, tta_flip, &device)
+    let eval = |model: &GraphModel, set: &Dataset, tta: Tta| {
+        evaluate(model, set, &norm, config.eval_batch_size, tta, &device)
     };
     // The per-epoch validation: the whole split with TTA as set, or a sample without it.
     let epoch_sample = sample(&data.val, config.epoch_validation_sample, config.seed ^ 2);
     let (epoch_val, epoch_tta) = match &epoch_sample {
-        Some(s) => (s, false),
-        None => (&data.val, config.tta_flip),
+        Some(s) => (s, Tta::NONE),
+        None => (&data.val, Tta::of(config)),
     };
     let mut optim = optimizer(&model, config)?;
     let mut lr = config.learning_rate;
@@ -525,14 +582,14 @@ pub fn train_and_measure(
         observer.on_phase("train accuracy");
         let a1_sample = sample(train_set, config.train_accuracy_sample, config.seed ^ 1);
         let a1_set = a1_sample.as_ref().unwrap_or(train_set);
-        let (_, a1) = eval(&trained, a1_set, false)?;
+        let (_, a1) = eval(&trained, a1_set, Tta::NONE)?;
         evaluation.train_accuracy = a1;
         evaluation.train_accuracy_images = a1_set.len();
 
         // A2 inside the E2 window.
         observer.on_phase("validation");
         let window = meter.start()?;
-        let (val_loss, a2) = eval(&trained, &data.val, config.tta_flip)?;
+        let (val_loss, a2) = eval(&trained, &data.val, Tta::of(config))?;
         evaluation.val_energy = window.finish()?;
         evaluation.val_accuracy = a2;
         evaluation.val_loss = val_loss;
@@ -541,7 +598,7 @@ pub fn train_and_measure(
             && let Some(test) = &data.test
         {
             observer.on_phase("test");
-            let (_, acc) = eval(&trained, test, config.tta_flip)?;
+            let (_, acc) = eval(&trained, test, Tta::of(config))?;
             evaluation.test_accuracy = Some(acc);
         }
         if let Some(bench) = config.inference {
@@ -786,13 +843,30 @@ impl TrainedModel {
 
     /// Mean loss and accuracy on `data` (normalised with the training normalisation).
     pub fn evaluate(&self, data: &Dataset, batch_size: usize) -> Result<(f64, f64), TrainError> {
+        self.evaluate_with(data, batch_size, Tta::NONE)
+    }
+
+    /// Mean loss and accuracy on `data` under test-time augmentation `tta`.
+    pub fn evaluate_with(
+        &self,
+        data: &Dataset,
+        batch_size: usize,
+        tta: Tta,
+    ) -> Result<(f64, f64), TrainError> {
         check_data(self.network.task(), &data.name, data)?;
+        let [_, h, w] = data.shape;
+        if tta.translate > 0 && (tta.translate >= h || tta.translate >= w) {
+            return Err(TrainError::Config(format!(
+                "tta_translate {} must be smaller than the images ({h} x {w})",
+                tta.translate
+            )));
+        }
         evaluate(
             &self.model,
             data,
             &self.normalization,
             batch_size,
-            false,
+            tta,
             &self.burn_device,
         )
     }
@@ -812,5 +886,43 @@ impl TrainedModel {
     /// The burn device the model lives on.
     pub fn burn_device(&self) -> &Device {
         &self.burn_device
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    /// A `[1, 1, h, w]` tensor holding `values` row by row.
+    fn image(values: &[f32], h: usize, w: usize) -> Tensor<4> {
+        Tensor::from_data(
+            TensorData::new(values.to_vec(), [1, 1, h, w]),
+            &Default::default(),
+        )
+    }
+
+    fn values(x: Tensor<4>) -> Vec<f32> {
+        x.into_data().try_to_vec::<f32>().unwrap_or_default()
+    }
+
+    #[test]
+    fn shifts_reflect_like_a_padded_crop() {
+        // One row 0 1 2 3 4: reflect-padded by 2 it reads 2 1 0 1 2 3 4 3 2.
+        let x = image(&[0., 1., 2., 3., 4.], 1, 5);
+        assert_eq!(values(shift_reflect(x.clone(), 3, 2)), [2., 1., 0., 1., 2.]);
+        assert_eq!(
+            values(shift_reflect(x.clone(), 3, -2)),
+            [2., 3., 4., 3., 2.]
+        );
+        assert_eq!(values(shift_reflect(x.clone(), 3, 1)), [1., 0., 1., 2., 3.]);
+        assert_eq!(
+            values(shift_reflect(x.clone(), 3, -1)),
+            [1., 2., 3., 4., 3.]
+        );
+        assert_eq!(values(shift_reflect(x.clone(), 3, 0)), [0., 1., 2., 3., 4.]);
+        // Along the height, each column moves as a whole.
+        let y = image(&[0., 10., 1., 11., 2., 12.], 3, 2);
+        assert_eq!(values(shift_reflect(y, 2, 1)), [1., 11., 0., 10., 1., 11.]);
     }
 }

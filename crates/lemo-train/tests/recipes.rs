@@ -11,7 +11,7 @@ use lemo_train::data::{Augmentation, Dataset};
 use lemo_train::trainer::{cross_entropy, smoothed_cross_entropy};
 use lemo_train::{
     BurnTrainer, Decay, OptimizerKind, Schedule, SgdSettings, TrainConfig, TrainError, Trainer,
-    evaluate,
+    Tta, evaluate,
 };
 
 fn fast(epochs: usize) -> TrainConfig {
@@ -83,13 +83,13 @@ fn flip_tta_changes_nothing_on_mirror_symmetric_images() -> Result<(), TrainErro
         .take_last()
         .ok_or_else(|| TrainError::Device("nothing trained".into()))?;
     let device = Default::default();
-    let eval = |data: &Dataset, tta: bool| {
+    let eval = |data: &Dataset, flip: bool| {
         evaluate(
             &trained.model,
             data,
             &trained.normalization,
             16,
-            tta,
+            Tta { flip, translate: 0 },
             &device,
         )
     };
@@ -121,6 +121,64 @@ fn flip_tta_changes_nothing_on_mirror_symmetric_images() -> Result<(), TrainErro
         (plain.0 - with_tta.0).abs() > 1e-3,
         "{plain:?} {with_tta:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn translate_tta_changes_nothing_on_flat_images_and_something_on_the_quadrants()
+-> Result<(), TrainError> {
+    let mut trainer = BurnTrainer::new();
+    trainer.train(
+        &validated(small_cnn(), task())?,
+        &splits(false),
+        &TrainConfig {
+            inference: None,
+            ..fast(1)
+        },
+        &NoMeter,
+        &mut lemo_train::NoObserver,
+    )?;
+    let trained = trainer
+        .take_last()
+        .ok_or_else(|| TrainError::Device("nothing trained".into()))?;
+    let translate = Tta {
+        flip: false,
+        translate: 2,
+    };
+    // A flat image is every shift of itself: three identical views.
+    let quadrants = splits(false).val;
+    let flat: Vec<u8> = quadrants
+        .images
+        .chunks_exact(64)
+        .flat_map(|img| std::iter::repeat_n(img[0], 64))
+        .collect();
+    let flat = Dataset::new(
+        "flat",
+        [1, 8, 8],
+        quadrants.class_names.clone(),
+        flat,
+        quadrants.labels.clone(),
+    )
+    .map_err(|e| TrainError::Data(e.to_string()))?;
+    let (plain, shifted) = (
+        trained.evaluate(&flat, 16)?,
+        trained.evaluate_with(&flat, 16, translate)?,
+    );
+    assert!((plain.0 - shifted.0).abs() < 1e-5, "{plain:?} {shifted:?}");
+    let (plain, shifted) = (
+        trained.evaluate(&quadrants, 16)?,
+        trained.evaluate_with(&quadrants, 16, translate)?,
+    );
+    assert!((plain.0 - shifted.0).abs() > 1e-4, "{plain:?} {shifted:?}");
+    // A shift as large as the image is refused, naming the key.
+    let too_far = Tta {
+        flip: true,
+        translate: 8,
+    };
+    match trained.evaluate_with(&quadrants, 16, too_far) {
+        Err(TrainError::Config(m)) => assert!(m.contains("tta_translate"), "{m}"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
     Ok(())
 }
 
@@ -224,7 +282,7 @@ fn weight_decay_shrinks_the_weights() -> Result<(), TrainError> {
 
 #[test]
 fn bad_recipe_values_are_config_errors_naming_the_key() {
-    let cases: [(TrainConfig, &str); 7] = [
+    let cases: [(TrainConfig, &str); 8] = [
         (
             TrainConfig {
                 weight_decay: -1e-4,
@@ -272,6 +330,13 @@ fn bad_recipe_values_are_config_errors_naming_the_key() {
                 ..fast(1)
             },
             "augmentation.cutout",
+        ),
+        (
+            TrainConfig {
+                tta_translate: 8,
+                ..fast(1)
+            },
+            "tta_translate",
         ),
         (
             TrainConfig {

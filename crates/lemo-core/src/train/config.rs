@@ -46,6 +46,11 @@ pub struct TrainConfig {
     /// Flip test-time augmentation: validation and test accuracies (and losses) average the
     /// logits of each image and its horizontal mirror.
     pub tta_flip: bool,
+    /// Translate test-time augmentation (airbench's): with `N > 0`, validation and test logits
+    /// are half the image's plus a quarter each of the image shifted by `N` pixels down-right
+    /// and up-left (reflected at the border), each view with its mirror when `tta_flip` is on.
+    /// 0: off.
+    pub tta_translate: u32,
     /// Stop when the validation loss stops improving (final training only).
     #[serde(with = "off")]
     pub early_stopping: Option<EarlyStopping>,
@@ -66,9 +71,9 @@ pub struct TrainConfig {
     #[serde(with = "off")]
     pub train_accuracy_sample: Option<usize>,
     /// The validation pass after each epoch (progress, `plateau`, `early_stopping`) uses a
-    /// seeded stratified sample of this many validation images, without flip TTA (`None`,
-    /// `false` in a file: the whole split, with `tta_flip` as set). A2 after training always
-    /// uses the whole split.
+    /// seeded stratified sample of this many validation images, without TTA (`None`, `false`
+    /// in a file: the whole split, with `tta_flip` and `tta_translate` as set). A2 after
+    /// training always uses the whole split.
     #[serde(with = "off")]
     pub epoch_validation_sample: Option<usize>,
     /// Measure the test accuracy when the data has a test split (off during a search, which
@@ -422,6 +427,7 @@ impl TrainConfig {
             plateau: Some(Plateau::default()),
             label_smoothing: 0.0,
             tta_flip: false,
+            tta_translate: 0,
             early_stopping: None,
             augmentation: Augmentation::paper(),
             validation_split: 0.1,
@@ -685,8 +691,15 @@ impl TrainConfig {
     }
 
     /// Checks the settings that depend on the images: the crop padding must be smaller than
-    /// both sides of an image of `height` x `width`, the cutout square no larger than either.
+    /// both sides of an image of `height` x `width`, the cutout square no larger than either, the
+    /// test-time shift smaller than both.
     pub fn check_for_images(&self, height: usize, width: usize) -> Result<(), TrainError> {
+        let t = self.tta_translate as usize;
+        if t > 0 && (t >= height || t >= width) {
+            return Err(TrainError::Config(format!(
+                "tta_translate {t} must be smaller than the images ({height} x {width})"
+            )));
+        }
         let p = self.augmentation.crop_padding as usize;
         if p > 0 && (p >= height || p >= width) {
             return Err(TrainError::Config(format!(
