@@ -170,16 +170,17 @@ impl Tta {
 /// (PyTorch's `reflect` padding, then a crop): `t > 0` moves the content towards higher
 /// indices. `|t|` must be smaller than the side.
 fn shift_reflect(x: Tensor<4>, dim: usize, t: isize) -> Tensor<4> {
-    let side = x.dims()[dim];
+    let dims = x.dims();
     let k = t.unsigned_abs();
-    if k == 0 || k >= side {
+    let Some(&side) = dims.get(dim).filter(|&&side| k > 0 && k < side) else {
         return x;
-    }
-    let ranges = x.dims().map(|d| 0..d);
+    };
     let part = |r: std::ops::Range<usize>| {
-        let mut rs = ranges.clone();
-        rs[dim] = r;
-        x.clone().slice(rs)
+        let mut ranges = dims.map(|d| 0..d);
+        if let Some(slot) = ranges.get_mut(dim) {
+            *slot = r;
+        }
+        x.clone().slice(ranges)
     };
     if t > 0 {
         // rows k, k-1, ..., 1 (the reflection) then 0 .. side-k
