@@ -47,6 +47,8 @@
 //! `discover_cifar10 minutes=N test_accuracy=0.xxxx starter_test_accuracy=0.xxxx best_iteration=K iterations=I`
 //! (`starter_test_accuracy=none` with `--no-baseline`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -99,73 +101,52 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--minutes" => {
-                let v = args.next().ok_or("--minutes needs a number")?;
-                let m: f64 = v
-                    .parse()
-                    .map_err(|_| format!("--minutes {v}: not a number"))?;
+                let m: f64 = common::value(&mut args, "--minutes", "a number of minutes")?;
                 if !(m.is_finite() && m >= 2.0) {
-                    return Err(format!("--minutes {v}: give at least 2 minutes"));
+                    return Err(format!("--minutes {m}: give at least 2 minutes"));
                 }
                 minutes = Some(m);
             }
             "--config" => config = Some(args.next().ok_or("--config needs a file")?.into()),
             "--no-baseline" => baseline = false,
             "--curve" => {
-                let v = args.next().ok_or("--curve needs T1,T2")?;
-                let parsed = v.split_once(',').and_then(|(a, b)| {
-                    Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?))
-                });
-                match parsed {
-                    Some((a, b)) if a.is_finite() && b.is_finite() && a > 0.0 && b > a => {
-                        curve = Some(Curve::Seconds(a, b));
-                    }
-                    _ => return Err(format!("--curve {v}: give T1,T2 seconds with 0 < T1 < T2")),
+                let what = "T1,T2 seconds, 0 < T1 < T2";
+                let (a, b): (f64, f64) = common::pair_value(&mut args, "--curve", what)?;
+                if !b.is_finite() {
+                    return Err(format!("--curve {a},{b}: give {what}"));
                 }
+                curve = Some(Curve::Seconds(a, b));
             }
             "--curve-epochs" => {
-                let v = args.next().ok_or("--curve-epochs needs E1,E2")?;
-                let parsed = v.split_once(',').and_then(|(a, b)| {
-                    Some((
-                        a.trim().parse::<usize>().ok()?,
-                        b.trim().parse::<usize>().ok()?,
-                    ))
-                });
-                match parsed {
-                    Some((a, b)) if a > 0 && b > a => curve = Some(Curve::Epochs(a, b)),
-                    _ => {
-                        return Err(format!(
-                            "--curve-epochs {v}: give E1,E2 epochs with 0 < E1 < E2"
-                        ));
-                    }
-                }
+                let what = "E1,E2 epochs, 0 < E1 < E2";
+                let (a, b) = common::pair_value(&mut args, "--curve-epochs", what)?;
+                curve = Some(Curve::Epochs(a, b));
             }
             "--fixed-proxy" => curve = None,
             "--curve-exponent" => {
-                let v = args.next().ok_or("--curve-exponent needs a number")?;
-                curve_exponent = match v.parse::<f64>() {
-                    Ok(x) if x.is_finite() && x > 0.0 => Some(x),
-                    _ => return Err(format!("--curve-exponent {v}: give a positive number")),
-                };
+                let what = "a positive number";
+                let x: f64 = common::value(&mut args, "--curve-exponent", what)?;
+                if !(x.is_finite() && x > 0.0) {
+                    return Err(format!("--curve-exponent {x}: give {what}"));
+                }
+                curve_exponent = Some(x);
             }
             "--candidates" => {
-                let v = args.next().ok_or("--candidates needs a number")?;
-                candidates = match v.parse::<usize>() {
-                    Ok(k) if k >= 1 => k,
-                    _ => return Err(format!("--candidates {v}: give a whole number >= 1")),
-                };
+                let what = "a whole number >= 1";
+                candidates = common::value(&mut args, "--candidates", what)?;
+                if candidates == 0 {
+                    return Err(format!("--candidates 0: give {what}"));
+                }
             }
             "--search-share" => {
-                let v = args.next().ok_or("--search-share needs a fraction")?;
-                search_share = match v.parse::<f64>() {
-                    Ok(f) if f > 0.0 && f < 1.0 => f,
-                    _ => return Err(format!("--search-share {v}: give a fraction in (0, 1)")),
-                };
+                let what = "a fraction in (0, 1)";
+                search_share = common::value(&mut args, "--search-share", what)?;
+                if !(search_share > 0.0 && search_share < 1.0) {
+                    return Err(format!("--search-share {search_share}: give {what}"));
+                }
             }
             "--cutout" => {
-                let v = args.next().ok_or("--cutout needs a number")?;
-                cutout = v
-                    .parse()
-                    .map_err(|_| format!("--cutout {v}: give a whole number of pixels"))?;
+                cutout = common::value(&mut args, "--cutout", "a whole number of pixels")?
             }
             "-h" | "--help" => return Err(String::new()),
             other if data.is_none() && !other.starts_with('-') => data = Some(other.into()),

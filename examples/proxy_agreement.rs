@@ -28,6 +28,8 @@
 //! t2_spearman=R2 t2_kendall=T2` (`curve_epochs=E1,E2` in place of `curve=T1,T2` with
 //! `--curve-epochs`).
 
+mod common;
+
 use std::process::ExitCode;
 
 use lemo_arch::{Graph, Instruction, Limits, Task, ValidatedGraph, ref_cnn, starter};
@@ -112,13 +114,6 @@ fn agreement(predicted: &[f64], second_only: &[f64], measured: &[f64]) -> String
     )
 }
 
-/// `A,B` with `0 < A < B`, as `--curve` and `--curve-epochs` take them.
-fn increasing_pair<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Option<(T, T)> {
-    let (a, b) = v.split_once(',')?;
-    let (a, b): (T, T) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-    (a > T::default() && b > a).then_some((a, b))
-}
-
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut dir, mut proxy, mut long, mut fraction) = (None, 90.0, 360.0, 1.0);
@@ -151,14 +146,22 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
-            "--curve" => match args.next().as_deref().and_then(increasing_pair::<f64>) {
+            "--curve" => match args
+                .next()
+                .as_deref()
+                .and_then(common::increasing_pair::<f64>)
+            {
                 Some(c) => curve = Some(c),
                 None => {
                     eprintln!("--curve needs T1,T2 with 0 < T1 < T2 (seconds)");
                     return ExitCode::from(2);
                 }
             },
-            "--curve-epochs" => match args.next().as_deref().and_then(increasing_pair::<usize>) {
+            "--curve-epochs" => match args
+                .next()
+                .as_deref()
+                .and_then(common::increasing_pair::<usize>)
+            {
                 Some(c) => curve_epochs = Some(c),
                 None => {
                     eprintln!("--curve-epochs needs E1,E2 with 0 < E1 < E2 (epochs)");

@@ -21,6 +21,8 @@
 //! accuracy under each test-time augmentation (none, flip, flip with translate 1 and 2), one
 //! line each: `train_cifar10 evaluate=DIR tta=MODE val_accuracy=A2 test_accuracy=T`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -65,16 +67,6 @@ impl TrainObserver for Epochs {
     }
 }
 
-/// The value after `flag`, parsed.
-fn value<T: std::str::FromStr>(
-    args: &mut impl Iterator<Item = String>,
-    flag: &str,
-    what: &str,
-) -> Result<T, String> {
-    let v = args.next().ok_or(format!("{flag} needs {what}"))?;
-    v.parse().map_err(|_| format!("{flag} {v}: give {what}"))
-}
-
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut seconds, mut networks) = (None, None, Vec::new());
@@ -82,15 +74,18 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => {
-                let s: f64 = value(&mut args, "--seconds", "a number of seconds")?;
+                let s: f64 = common::value(&mut args, "--seconds", "a number of seconds")?;
                 if !(s.is_finite() && s > 0.0) {
                     return Err(format!("--seconds {s}: must be positive"));
                 }
                 seconds = Some(s);
             }
-            "--cutout" => cutout = value(&mut args, "--cutout", "a whole number of pixels")?,
+            "--cutout" => {
+                cutout = common::value(&mut args, "--cutout", "a whole number of pixels")?
+            }
             "--tta-translate" => {
-                tta_translate = value(&mut args, "--tta-translate", "a whole number of pixels")?;
+                tta_translate =
+                    common::value(&mut args, "--tta-translate", "a whole number of pixels")?;
             }
             "--save" => save = Some(PathBuf::from(args.next().ok_or("--save needs a folder")?)),
             "--evaluate" => evaluate = true,
