@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo run --release --example discover_cifar10 -- DATA_DIR --minutes 30 [--config FILE] [--no-baseline]
 //!     [--curve-epochs E1,E2 | --curve T1,T2 | --fixed-proxy] [--curve-exponent X]
-//!     [--candidates K] [--search-share F] [--cutout N]
+//!     [--candidates K] [--search-share F] [--cutout N] [--tta-translate N]
 //! ```
 //!
 //! DATA_DIR holds CIFAR-10 as the binary batches (`cifar-10-batches-bin/`, or that folder
@@ -35,7 +35,9 @@
 //! `DEFAULT_CURVE_EXPONENT`); `--curve-exponent X` sets it.
 //!
 //! `--cutout N` adds cutout of N x N pixels (`augmentation.cutout`) to the final recipe, and so
-//! to the baseline's; the search's short trainings keep `fast_search` as it is.
+//! to the baseline's, `--tta-translate N` translate test-time augmentation (`tta_translate`) to
+//! the final and baseline measurements; the search's short trainings keep `fast_search` as it
+//! is.
 //!
 //! Iteration 1 is the starter alone (`search.first_candidates = 1`); from iteration 2 on, each
 //! iteration evaluates 4 candidates (`--candidates K` sets K; 1 is the paper's loop). Without
@@ -62,7 +64,8 @@ use lemo_train::{CurveProxy, EpochStats, TrainConfig, TrainObserver};
 
 const USAGE: &str = "usage: discover_cifar10 DATA_DIR --minutes N [--config RUN_CONFIG.toml] \
                      [--no-baseline] [--curve-epochs E1,E2 | --curve T1,T2 | --fixed-proxy] \
-                     [--curve-exponent X] [--candidates K] [--search-share F] [--cutout N]";
+                     [--curve-exponent X] [--candidates K] [--search-share F] [--cutout N] \
+                     [--tta-translate N]";
 
 /// The command line.
 struct Args {
@@ -80,6 +83,8 @@ struct Args {
     search_share: f64,
     /// Cutout side of the final recipe (0: off).
     cutout: u32,
+    /// Translate TTA of the final recipe (0: off).
+    tta_translate: u32,
 }
 
 /// The two training lengths of a learning-curve proxy.
@@ -97,7 +102,7 @@ fn parse_args() -> Result<Args, String> {
     // The defaults are the settings that measured best at 30 minutes (docs/results.md).
     let (mut curve, mut curve_exponent) = (Some(Curve::Epochs(1, 3)), None);
     let (mut candidates, mut search_share) = (4, 0.5);
-    let mut cutout = 0;
+    let (mut cutout, mut tta_translate) = (0, 0);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--minutes" => {
@@ -148,6 +153,10 @@ fn parse_args() -> Result<Args, String> {
             "--cutout" => {
                 cutout = common::value(&mut args, "--cutout", "a whole number of pixels")?
             }
+            "--tta-translate" => {
+                let what = "a whole number of pixels";
+                tta_translate = common::value(&mut args, "--tta-translate", what)?;
+            }
             "-h" | "--help" => return Err(String::new()),
             other if data.is_none() && !other.starts_with('-') => data = Some(other.into()),
             other => return Err(format!("unexpected argument `{other}`")),
@@ -163,6 +172,7 @@ fn parse_args() -> Result<Args, String> {
         candidates,
         search_share,
         cutout,
+        tta_translate,
     })
 }
 
@@ -406,6 +416,7 @@ fn run(args: &Args) -> Result<String, String> {
     final_recipe.epochs = 500;
     final_recipe.budget.max_wall_seconds = Some(final_seconds);
     final_recipe.augmentation.cutout = args.cutout;
+    final_recipe.tta_translate = args.tta_translate;
     config.final_training.training = final_recipe;
     // What the search leaves of its share (it stops between iterations) goes to the final
     // training, and the baseline trains as long.
