@@ -35,9 +35,9 @@
 //! `DEFAULT_CURVE_EXPONENT`); `--curve-exponent X` sets it.
 //!
 //! `--cutout N` adds cutout of N x N pixels (`augmentation.cutout`) to the final recipe, and so
-//! to the baseline's, `--tta-translate N` translate test-time augmentation (`tta_translate`) to
-//! the final and baseline measurements; the search's short trainings keep `fast_search` as it
-//! is.
+//! to the baseline's; `--tta-translate N` sets the final and baseline measurements' translate
+//! test-time augmentation (`tta_translate`, 2 pixels in `fast_final`; 0 switches it off). The
+//! search's short trainings keep `fast_search` as it is.
 //!
 //! Iteration 1 is the starter alone (`search.first_candidates = 1`); from iteration 2 on, each
 //! iteration evaluates 4 candidates (`--candidates K` sets K; 1 is the paper's loop). Without
@@ -83,8 +83,8 @@ struct Args {
     search_share: f64,
     /// Cutout side of the final recipe (0: off).
     cutout: u32,
-    /// Translate TTA of the final recipe (0: off).
-    tta_translate: u32,
+    /// Translate TTA of the final recipe, when not `fast_final`'s (0: off).
+    tta_translate: Option<u32>,
 }
 
 /// The two training lengths of a learning-curve proxy.
@@ -102,7 +102,7 @@ fn parse_args() -> Result<Args, String> {
     // The defaults are the settings that measured best at 30 minutes (docs/results.md).
     let (mut curve, mut curve_exponent) = (Some(Curve::Epochs(1, 3)), None);
     let (mut candidates, mut search_share) = (4, 0.5);
-    let (mut cutout, mut tta_translate) = (0, 0);
+    let (mut cutout, mut tta_translate) = (0, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--minutes" => {
@@ -155,7 +155,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--tta-translate" => {
                 let what = "a whole number of pixels";
-                tta_translate = common::value(&mut args, "--tta-translate", what)?;
+                tta_translate = Some(common::value(&mut args, "--tta-translate", what)?);
             }
             "-h" | "--help" => return Err(String::new()),
             other if data.is_none() && !other.starts_with('-') => data = Some(other.into()),
@@ -416,7 +416,9 @@ fn run(args: &Args) -> Result<String, String> {
     final_recipe.epochs = 500;
     final_recipe.budget.max_wall_seconds = Some(final_seconds);
     final_recipe.augmentation.cutout = args.cutout;
-    final_recipe.tta_translate = args.tta_translate;
+    if let Some(t) = args.tta_translate {
+        final_recipe.tta_translate = t;
+    }
     config.final_training.training = final_recipe;
     // What the search leaves of its share (it stops between iterations) goes to the final
     // training, and the baseline trains as long.

@@ -404,7 +404,8 @@ fn fast_presets_are_valid_and_never_test_in_the_search() {
     let search = TrainConfig::fast_search();
     let fin = TrainConfig::fast_final();
     assert!(!search.evaluate_test && !search.tta_flip);
-    assert!(fin.evaluate_test && fin.tta_flip);
+    assert!(fin.evaluate_test && fin.tta_flip && fin.tta_translate > 0);
+    assert_eq!(search.tta_translate, 0);
     assert_eq!(search.optimizer, OptimizerKind::Sgd);
     for name in TrainConfig::PRESETS {
         let c = TrainConfig::preset(name).expect("every listed preset exists");
