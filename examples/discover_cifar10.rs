@@ -15,11 +15,12 @@
 //! paper's CIFAR-10 metrics otherwise); the training recipes and budgets are this benchmark's.
 //!
 //! How the budget is split (docs/results.md): the measured loading time comes first; 4% of the
-//! budget (at least 30 s) is kept for the final measurements (test accuracy with flip TTA,
-//! inference speed) and the report; of the rest, half goes to the search and half to the final
-//! training (`--search-share F` sets the search's share instead of 0.5). The final training uses
-//! `fast_final` for its share, plus whatever the search left unused (`[final]
-//! total_wall_seconds`: the search stops between iterations, so up to one iteration's time).
+//! budget (at least 30 s) is kept for the final measurements (validation and test accuracy with
+//! flip and translate TTA, inference speed) and the report; of the rest, half goes to the
+//! search and half to the final training (`--search-share F` sets the search's share instead
+//! of 0.5). The final training uses `fast_final` for what the search left of both shares
+//! (`[final] total_wall_seconds`): up to one iteration's time more when the search stops early,
+//! less when its last iteration ran over its share (never less than a tenth of the share).
 //!
 //! The defaults are the settings that measured best at 30 minutes (docs/results.md): each
 //! candidate is ranked by a learning curve in epochs (`budget.curve`, docs/training.md),
@@ -414,7 +415,9 @@ fn run(args: &Args) -> Result<String, String> {
     config.search.training = search_recipe;
     let mut final_recipe = TrainConfig::fast_final();
     final_recipe.epochs = 500;
-    final_recipe.budget.max_wall_seconds = Some(final_seconds);
+    // A floor only: the final training takes what the search left (`total_wall_seconds`), so an
+    // iteration that runs over the search's share comes out of the final, not over the budget.
+    final_recipe.budget.max_wall_seconds = Some(0.1 * final_seconds);
     final_recipe.augmentation.cutout = args.cutout;
     if let Some(t) = args.tta_translate {
         final_recipe.tta_translate = t;
