@@ -10,8 +10,8 @@ use lemo_energy::NoMeter;
 use lemo_train::data::{Augmentation, Dataset};
 use lemo_train::trainer::{cross_entropy, smoothed_cross_entropy};
 use lemo_train::{
-    BurnTrainer, Decay, OptimizerKind, Schedule, SgdSettings, TrainConfig, TrainError, Trainer,
-    Tta, evaluate,
+    BurnTrainer, Decay, OptimizerKind, Schedule, SgdSettings, TrainConfig, TrainError,
+    TrainedModel, Trainer, Tta, evaluate,
 };
 
 fn fast(epochs: usize) -> TrainConfig {
@@ -66,8 +66,8 @@ fn sgd_nesterov_one_cycle_learns_and_follows_the_schedule() -> Result<(), TrainE
     Ok(())
 }
 
-#[test]
-fn flip_tta_changes_nothing_on_mirror_symmetric_images() -> Result<(), TrainError> {
+/// The small CNN after one epoch of the fast recipe on the quadrant images, kept for evaluation.
+fn trained_one_epoch() -> Result<TrainedModel, TrainError> {
     let mut trainer = BurnTrainer::new();
     trainer.train(
         &validated(small_cnn(), task())?,
@@ -82,6 +82,12 @@ fn flip_tta_changes_nothing_on_mirror_symmetric_images() -> Result<(), TrainErro
     let trained = trainer
         .take_last()
         .ok_or_else(|| TrainError::Device("nothing trained".into()))?;
+    Ok(trained)
+}
+
+#[test]
+fn flip_tta_changes_nothing_on_mirror_symmetric_images() -> Result<(), TrainError> {
+    let trained = trained_one_epoch()?;
     let device = Default::default();
     let eval = |data: &Dataset, flip: bool| {
         evaluate(
@@ -127,20 +133,7 @@ fn flip_tta_changes_nothing_on_mirror_symmetric_images() -> Result<(), TrainErro
 #[test]
 fn translate_tta_changes_nothing_on_flat_images_and_something_on_the_quadrants()
 -> Result<(), TrainError> {
-    let mut trainer = BurnTrainer::new();
-    trainer.train(
-        &validated(small_cnn(), task())?,
-        &splits(false),
-        &TrainConfig {
-            inference: None,
-            ..fast(1)
-        },
-        &NoMeter,
-        &mut lemo_train::NoObserver,
-    )?;
-    let trained = trainer
-        .take_last()
-        .ok_or_else(|| TrainError::Device("nothing trained".into()))?;
+    let trained = trained_one_epoch()?;
     let translate = Tta {
         flip: false,
         translate: 2,
