@@ -36,10 +36,10 @@ pub use device::{BurnDevice, DeviceChoice};
 pub use lemo_core::train::{
     AdamSettings, Budget, CurvePrediction, CurveProxy, Decay, EarlyStopping, EpochStats,
     Evaluation, InferenceBench, InferenceReport, NoObserver, OptimizerKind, Plateau, Schedule,
-    SgdSettings, Status, TrainConfig, TrainError, TrainObserver, Trainer,
+    SgdSettings, Status, TrainConfig, TrainError, TrainObserver, Trainer, Tta,
 };
 pub use model::GraphModel;
-pub use trainer::{BurnTrainer, TrainedModel, Tta, evaluate, measure_inference, train_and_measure};
+pub use trainer::{BurnTrainer, TrainedModel, evaluate, measure_inference, train_and_measure};
 
 /// The burn version this crate builds on, re-exported so users need no direct dependency.
 pub use burn;

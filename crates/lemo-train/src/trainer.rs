@@ -16,7 +16,7 @@ use lemo_arch::{Graph, Task, ValidatedGraph};
 use lemo_energy::EnergyMeter;
 
 use crate::TrainError;
-use crate::config::{InferenceBench, OptimizerKind, TrainConfig};
+use crate::config::{InferenceBench, OptimizerKind, TrainConfig, Tta};
 use crate::data::{Batch, Batcher, Dataset, Normalization, Splits};
 use crate::device::{BurnDevice, DeviceChoice};
 use crate::evaluation::{CurvePrediction, EpochStats, Evaluation, InferenceReport, Status};
@@ -138,32 +138,6 @@ pub fn smoothed_cross_entropy(
     // mean over images of the mean over classes of -log p
     let uniform = log_p.mean().neg();
     nll.mul_scalar(1.0 - smoothing) + uniform.mul_scalar(smoothing)
-}
-
-/// Test-time augmentation of evaluation passes (validation and test accuracies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Tta {
-    /// Average each view's logits with its horizontal mirror's.
-    pub flip: bool,
-    /// With `N > 0`: half the image's logits plus a quarter each of the image shifted by `N`
-    /// pixels down-right and up-left, reflected at the border (airbench's translate TTA).
-    pub translate: usize,
-}
-
-impl Tta {
-    /// No augmentation: one forward pass per image.
-    pub const NONE: Tta = Tta {
-        flip: false,
-        translate: 0,
-    };
-
-    /// The test-time augmentation `config` asks for (`tta_flip`, `tta_translate`).
-    pub fn of(config: &TrainConfig) -> Tta {
-        Tta {
-            flip: config.tta_flip,
-            translate: config.tta_translate as usize,
-        }
-    }
 }
 
 /// `x` (`[n, c, h, w]`) shifted by `t` pixels along `dim` (2 or 3), reflected at the border
@@ -454,7 +428,7 @@ pub fn train_and_measure(
     let epoch_sample = sample(&data.val, config.epoch_validation_sample, config.seed ^ 2);
     let (epoch_val, epoch_tta) = match &epoch_sample {
         Some(s) => (s, Tta::NONE),
-        None => (&data.val, Tta::of(config)),
+        None => (&data.val, config.tta()),
     };
     let mut optim = optimizer(&model, config)?;
     let mut lr = config.learning_rate;
@@ -590,7 +564,7 @@ pub fn train_and_measure(
         // A2 inside the E2 window.
         observer.on_phase("validation");
         let window = meter.start()?;
-        let (val_loss, a2) = eval(&trained, &data.val, Tta::of(config))?;
+        let (val_loss, a2) = eval(&trained, &data.val, config.tta())?;
         evaluation.val_energy = window.finish()?;
         evaluation.val_accuracy = a2;
         evaluation.val_loss = val_loss;
@@ -599,7 +573,7 @@ pub fn train_and_measure(
             && let Some(test) = &data.test
         {
             observer.on_phase("test");
-            let (_, acc) = eval(&trained, test, Tta::of(config))?;
+            let (_, acc) = eval(&trained, test, config.tta())?;
             evaluation.test_accuracy = Some(acc);
         }
         if let Some(bench) = config.inference {
@@ -856,12 +830,7 @@ impl TrainedModel {
     ) -> Result<(f64, f64), TrainError> {
         check_data(self.network.task(), &data.name, data)?;
         let [_, h, w] = data.shape;
-        if tta.translate > 0 && (tta.translate >= h || tta.translate >= w) {
-            return Err(TrainError::Config(format!(
-                "tta_translate {} must be smaller than the images ({h} x {w})",
-                tta.translate
-            )));
-        }
+        tta.check_for_images(h, w)?;
         evaluate(
             &self.model,
             data,

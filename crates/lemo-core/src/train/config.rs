@@ -696,12 +696,7 @@ impl TrainConfig {
     /// both sides of an image of `height` x `width`, the cutout square no larger than either, the
     /// test-time shift smaller than both.
     pub fn check_for_images(&self, height: usize, width: usize) -> Result<(), TrainError> {
-        let t = self.tta_translate as usize;
-        if t > 0 && (t >= height || t >= width) {
-            return Err(TrainError::Config(format!(
-                "tta_translate {t} must be smaller than the images ({height} x {width})"
-            )));
-        }
+        self.tta().check_for_images(height, width)?;
         let p = self.augmentation.crop_padding as usize;
         if p > 0 && (p >= height || p >= width) {
             return Err(TrainError::Config(format!(
@@ -717,6 +712,15 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The test-time augmentation of the validation and test passes (`tta_flip`,
+    /// `tta_translate`).
+    pub fn tta(&self) -> Tta {
+        Tta {
+            flip: self.tta_flip,
+            translate: self.tta_translate as usize,
+        }
+    }
+
     /// Splits a training set into train and validation parts with the configured fraction
     /// (stratified, seeded with [`TrainConfig::seed`]) and wraps them with an optional test set.
     pub fn split(
@@ -726,5 +730,34 @@ impl TrainConfig {
     ) -> crate::data::Splits {
         let (train, val) = train.split(self.validation_split, self.seed);
         crate::data::Splits { train, val, test }
+    }
+}
+
+/// Test-time augmentation of evaluation passes (validation and test accuracies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tta {
+    /// Average each view's logits with its horizontal mirror's.
+    pub flip: bool,
+    /// With `N > 0`: half the image's logits plus a quarter each of the image shifted by `N`
+    /// pixels down-right and up-left, reflected at the border (airbench's translate TTA).
+    pub translate: usize,
+}
+
+impl Tta {
+    /// No augmentation: one forward pass per image.
+    pub const NONE: Tta = Tta {
+        flip: false,
+        translate: 0,
+    };
+
+    /// The shift must be smaller than both sides of an image of `height` x `width`.
+    pub fn check_for_images(&self, height: usize, width: usize) -> Result<(), TrainError> {
+        let t = self.translate;
+        if t > 0 && (t >= height || t >= width) {
+            return Err(TrainError::Config(format!(
+                "tta_translate {t} must be smaller than the images ({height} x {width})"
+            )));
+        }
+        Ok(())
     }
 }

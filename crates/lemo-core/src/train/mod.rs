@@ -16,7 +16,7 @@ pub mod observer;
 
 pub use config::{
     AdamSettings, Budget, CurveProxy, Decay, EarlyStopping, InferenceBench, OptimizerKind, Plateau,
-    Schedule, SgdSettings, TrainConfig,
+    Schedule, SgdSettings, TrainConfig, Tta,
 };
 pub use error::TrainError;
 pub use evaluation::{CurvePrediction, EpochStats, Evaluation, InferenceReport, Status};
