@@ -151,6 +151,35 @@ impl Dataset {
         }
     }
 
+    /// This dataset followed by `other`'s images (named "`a`+`b`"); an error when the two
+    /// differ in image shape or class names.
+    pub fn concat(&self, other: &Dataset) -> Result<Dataset, DatasetError> {
+        if self.shape != other.shape || self.class_names != other.class_names {
+            return Err(DatasetError(format!(
+                "cannot join {} ({:?}, {} classes) and {} ({:?}, {} classes): shapes or classes differ",
+                self.name,
+                self.shape,
+                self.classes(),
+                other.name,
+                other.shape,
+                other.classes()
+            )));
+        }
+        let mut images = Vec::with_capacity(self.images.len() + other.images.len());
+        images.extend_from_slice(&self.images);
+        images.extend_from_slice(&other.images);
+        let mut labels = Vec::with_capacity(self.labels.len() + other.labels.len());
+        labels.extend_from_slice(&self.labels);
+        labels.extend_from_slice(&other.labels);
+        Ok(Dataset {
+            name: format!("{}+{}", self.name, other.name),
+            shape: self.shape,
+            class_names: self.class_names.clone(),
+            images,
+            labels,
+        })
+    }
+
     /// Indices of each class, each list shuffled with `seed`.
     // Every label is below `classes()`, the length of `by_class` (checked by `Dataset::new`).
     #[allow(clippy::indexing_slicing)]

@@ -61,6 +61,22 @@ fn split_is_stratified_disjoint_and_seeded() {
 }
 
 #[test]
+fn concat_joins_a_split_back_and_refuses_other_shapes() {
+    let d = synthetic(10, 50, [1, 2, 2]);
+    let (train, val) = d.split(0.1, 7);
+    let joined = train.concat(&val).unwrap();
+    assert_eq!(joined.len(), 500);
+    assert_eq!(joined.name, "synthetic-train+synthetic-val");
+    assert_eq!(joined.class_counts(), d.class_counts());
+    assert_eq!(joined.image(450), val.image(0));
+    assert_eq!(joined.labels[450], val.labels[0]);
+    let other = synthetic(10, 5, [1, 2, 3]);
+    assert!(train.concat(&other).is_err());
+    let fewer_classes = synthetic(9, 5, [1, 2, 2]);
+    assert!(train.concat(&fewer_classes).is_err());
+}
+
+#[test]
 fn fraction_keeps_every_class() {
     let d = synthetic(4, 30, [1, 1, 1]);
     let f = d.fraction(0.1, 1);

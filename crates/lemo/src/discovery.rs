@@ -1554,6 +1554,18 @@ impl Discovery {
         let mut cfg = self.config.final_training.recipe_after(searched);
         cfg.seed = derive_seed(self.config.run.seed, 0, STREAM_FINAL);
         cfg.evaluate_test = true;
+        let with_validation = self.config.final_training.with_validation;
+        let joined;
+        let splits = if with_validation {
+            joined = Splits {
+                train: splits.train.concat(&splits.val).map_err(DataError::from)?,
+                val: splits.val.clone(),
+                test: splits.test.clone(),
+            };
+            &joined
+        } else {
+            splits
+        };
         let observer: &mut dyn TrainObserver = self.observer.as_mut();
         let ev = self
             .trainer
@@ -1565,7 +1577,9 @@ impl Discovery {
                 .then(|| dir.display().to_string()),
             None => None,
         };
-        Ok(final_result(network, iteration, hash, ev, saved))
+        let mut result = final_result(network, iteration, hash, ev, saved);
+        result.trained_on_validation = with_validation;
+        Ok(result)
     }
 
     /// The baseline (`[final] baseline = true`): the run's first evaluated network trained with
@@ -1630,6 +1644,7 @@ fn final_result(
         observed,
         evaluation,
         weights_dir,
+        trained_on_validation: false,
     }
 }
 

@@ -185,6 +185,10 @@ pub struct FinalResult {
     /// Where the weights and graph were saved, relative to the run directory (`None`: the
     /// trainer cannot save).
     pub weights_dir: Option<String>,
+    /// The network was trained on the validation images too (`final.with_validation`): its
+    /// validation accuracy is not a held-out measure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trained_on_validation: bool,
 }
 
 /// One journal event.

@@ -368,7 +368,11 @@ fn table3_section(w: &mut String, h: &RunHistory, start: &RunStart) {
              FPS batch 1 {}, latency p50 {} ms / p95 {} ms; {} epochs ({:?}).",
             f.iteration,
             opt(o.test_accuracy, pct),
-            pct(o.a2),
+            if f.trained_on_validation {
+                format!("{} (trained on: not held out)", pct(o.a2))
+            } else {
+                pct(o.a2)
+            },
             pct(o.a1),
             opt(
                 f.evaluation.inference.as_ref().map(|i| i.fps_batch1),

@@ -28,6 +28,8 @@ struct Spy {
     seen: Seen,
     /// The wall-clock budget of every training it was asked for.
     walls: Arc<Mutex<Vec<Option<f64>>>>,
+    /// The number of training images of every training it was asked for.
+    train_images: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Trainer for Spy {
@@ -50,6 +52,7 @@ impl Trainer for Spy {
             .lock()
             .unwrap()
             .push(config.budget.max_wall_seconds);
+        self.train_images.lock().unwrap().push(data.train.len());
         self.inner.train(network, data, config, meter, observer)
     }
 }
@@ -107,6 +110,7 @@ fn the_search_never_sees_the_test_split() -> TestResult {
             inner: FakeTrainer::default(),
             seen: seen.clone(),
             walls: walls.clone(),
+            train_images: Arc::default(),
         }),
         Box::new(NoMeter),
         Box::new(PaperRuleBook),
@@ -327,6 +331,7 @@ fn the_baseline_trains_the_first_network_with_the_final_recipe() -> TestResult {
             inner: FakeTrainer::default(),
             seen: seen.clone(),
             walls: walls.clone(),
+            train_images: Arc::default(),
         }),
         Box::new(NoMeter),
         Box::new(PaperRuleBook),
@@ -373,5 +378,48 @@ fn the_baseline_trains_the_first_network_with_the_final_recipe() -> TestResult {
         &read_journal::<lemo::event::Event>(&dir.journal())?.entries,
     );
     assert_eq!(again.baseline.as_ref(), Some(base));
+    Ok(())
+}
+
+#[test]
+fn with_validation_trains_the_final_and_the_baseline_on_the_validation_images_too() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(4, tmp.path());
+    config.final_training.baseline = true;
+    config.final_training.with_validation = true;
+    let seen = Seen::default();
+    let train_images = Arc::new(Mutex::new(Vec::new()));
+    let data = digits(&config);
+    let (train, val) = (data.splits.train.len(), data.splits.val.len());
+    let architect = config.architect.build()?;
+    let summary = Discovery::new(
+        config,
+        architect,
+        Box::new(Spy {
+            inner: FakeTrainer::default(),
+            seen: seen.clone(),
+            walls: Arc::default(),
+            train_images: train_images.clone(),
+        }),
+        Box::new(NoMeter),
+        Box::new(PaperRuleBook),
+    )
+    .with_data(data)
+    .discover_in(RunDir::new(tmp.path().join("run")))?;
+    let h = &summary.history;
+    let fin = h.final_result.as_ref().ok_or("no final training")?;
+    assert!(fin.trained_on_validation);
+    let seen = seen.lock().unwrap().clone();
+    let images = train_images.lock().unwrap().clone();
+    assert_eq!(seen.len(), images.len());
+    // The search trains on the training split alone; the final training and the baseline (the
+    // trainings that measure the test split) on both.
+    for (s, n) in seen.iter().zip(&images) {
+        let want = if s.1 { train + val } else { train };
+        assert_eq!(*n, want, "{seen:?} {images:?}");
+    }
+    assert!(seen.iter().any(|s| s.1) && seen.iter().any(|s| !s.1));
+    let report = std::fs::read_to_string(summary.report_path())?;
+    assert!(report.contains("(trained on: not held out)"), "{report}");
     Ok(())
 }
