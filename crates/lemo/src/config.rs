@@ -374,9 +374,11 @@ pub struct Termination {
     /// Wall-clock budget of the search in seconds (summed over iterations, across resumes).
     pub max_wall_seconds: Option<f64>,
     /// With `max_wall_seconds`: an iteration starts only when it is expected to end inside the
-    /// budget (its length estimated from the finished iterations' seconds per candidate, the
-    /// slowest one, times the next iteration's candidates), so the search never overruns a
-    /// budget whose candidates' cost is not known in advance (a curve proxy in epochs). Off:
+    /// budget (its length estimated from the finished iterations' seconds per candidate: the
+    /// slowest iteration's, or the last one's scaled by how much slower the next base network
+    /// trained than the last iteration's base, whichever is larger; times the next iteration's
+    /// candidates), so the search never overruns a budget whose candidates' cost is not known
+    /// in advance (a curve proxy in epochs). Off:
     /// an iteration starts whenever the budget is not yet spent.
     pub whole_iterations: bool,
     /// Energy budget of the search in kWh (measured, before PUE), summed over iterations.

@@ -639,15 +639,28 @@ impl Discovery {
         None
     }
 
-    /// The expected length of the next iteration: the finished iterations' largest seconds per
-    /// candidate times the next iteration's candidates (0 before the first iteration).
+    /// The expected length of the next iteration (0 before the first): the larger of the
+    /// finished iterations' largest seconds per candidate and the last iteration's seconds per
+    /// candidate scaled by how much slower the next base network trained than the last one's
+    /// (the base of a search that moved to a wider network costs more to edit), times the next
+    /// iteration's candidates.
     fn next_iteration_seconds(&self, h: &RunHistory) -> f64 {
-        let per_candidate = h
-            .iterations
-            .iter()
-            .map(|r| r.seconds / r.candidates.len().max(1) as f64)
-            .fold(0.0, f64::max);
-        per_candidate * self.config.search.candidates_in(h.iterations.len() + 1) as f64
+        let per_candidate = |r: &IterationRecord| r.seconds / r.candidates.len().max(1) as f64;
+        let largest = h.iterations.iter().map(per_candidate).fold(0.0, f64::max);
+        let kind = self.config.search.base;
+        let trained = |r: &IterationRecord| {
+            r.evaluation
+                .as_ref()
+                .map(|e| e.total_seconds)
+                .filter(|s| s.is_finite() && *s > 0.0)
+        };
+        let scaled = h.iterations.last().and_then(|last| {
+            let before = trained(h.base_for(kind, last.iteration)?)?;
+            let next = trained(h.base_for(kind, last.iteration + 1)?)?;
+            Some(per_candidate(last) * next / before)
+        });
+        let next = h.iterations.last().map_or(1, |r| r.iteration + 1);
+        largest.max(scaled.unwrap_or(0.0)) * self.config.search.candidates_in(next) as f64
     }
 
     /// Whether iterations write the candidate events (`candidate_proposed`, the jobs and every
@@ -1900,18 +1913,12 @@ impl Loop {
     /// The evaluated iteration the next network starts from: the last one (`previous`, the
     /// paper) or the best by CM so far (`best`).
     fn base_record(&self, base: SearchBase) -> Option<&IterationRecord> {
-        let evaluated =
-            |r: &&IterationRecord| matches!(r.outcome, IterationOutcome::Evaluated { .. });
-        let last = || self.history.iterations.iter().rev().find(evaluated);
-        match base {
-            SearchBase::Previous => last(),
-            SearchBase::Best => self
-                .history
-                .best_iteration()
-                .and_then(|b| self.history.iterations.iter().find(|r| r.iteration == b))
-                .filter(evaluated)
-                .or_else(last),
-        }
+        let next = self
+            .history
+            .iterations
+            .last()
+            .map_or(1, |r| r.iteration + 1);
+        self.history.base_for(base, next)
     }
 
     /// The canonical hash of the base network, when there is one.

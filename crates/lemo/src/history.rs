@@ -11,7 +11,7 @@ use lemo_arch::Task;
 use lemo_expert::ResolvedCommand;
 use lemo_train::Evaluation;
 
-use crate::config::RunConfig;
+use crate::config::{RunConfig, SearchBase};
 use crate::event::{
     AnswerOutcome, CandidateOutcome, DataSummary, Event, FinalResult, IterationOutcome, StopReason,
 };
@@ -445,6 +445,26 @@ impl RunHistory {
     /// The best iteration by CM so far (from the last closing event).
     pub fn best_iteration(&self) -> Option<usize> {
         self.iterations.last().and_then(|r| r.best_iteration)
+    }
+
+    /// The evaluated iteration whose network iteration `n`'s candidates start from under
+    /// `base`: the best by CM before `n` (`best`), or the last evaluated one before `n`
+    /// (`previous`, and `best` before any best is known). `None` before any network was
+    /// evaluated.
+    pub fn base_for(&self, base: SearchBase, n: usize) -> Option<&IterationRecord> {
+        let evaluated =
+            |r: &&IterationRecord| matches!(r.outcome, IterationOutcome::Evaluated { .. });
+        let before = || self.iterations.iter().filter(|r| r.iteration < n).rev();
+        let last = || before().find(evaluated);
+        match base {
+            SearchBase::Previous => last(),
+            SearchBase::Best => before()
+                .next()
+                .and_then(|r| r.best_iteration)
+                .and_then(|b| self.iteration(b))
+                .filter(evaluated)
+                .or_else(last),
+        }
     }
 
     /// Wall-clock seconds spent in finished iterations.

@@ -303,6 +303,78 @@ fn whole_iterations_start_only_when_they_fit_the_wall_clock_budget() -> TestResu
     Ok(())
 }
 
+/// A trainer whose wall clock grows with the network: `unit` seconds for the first network it
+/// trains, in proportion to parameters after that, reported as the evaluation's seconds.
+struct ByParams {
+    unit: f64,
+    first: Option<u64>,
+}
+
+impl lemo_train::Trainer for ByParams {
+    fn name(&self) -> String {
+        "by-params".into()
+    }
+    fn train(
+        &mut self,
+        network: &lemo_arch::ValidatedGraph,
+        data: &lemo_train::data::Splits,
+        config: &lemo_train::TrainConfig,
+        meter: &dyn lemo_energy::EnergyMeter,
+        observer: &mut dyn lemo_train::TrainObserver,
+    ) -> Result<lemo_train::Evaluation, lemo_train::TrainError> {
+        let params = network.params();
+        let first = *self.first.get_or_insert(params);
+        let seconds = self.unit * params as f64 / first as f64;
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+        let mut ev =
+            common::FakeTrainer::default().train(network, data, config, meter, observer)?;
+        ev.train_seconds = seconds;
+        ev.total_seconds = seconds;
+        Ok(ev)
+    }
+}
+
+/// A digits network whose conv layer has `filters` filters (20 * filters + 10 parameters).
+fn net_with(filters: usize) -> String {
+    format!(
+        r#"{{"nodes":[{{"id":"c","op":"conv2d","filters":{filters},"kernel":3,"padding":"same"}},
+        {{"id":"r","op":"relu"}},{{"id":"g","op":"global_avg_pool"}},{{"id":"fc","op":"dense","units":10}}]}}"#
+    )
+}
+
+#[test]
+fn whole_iterations_expect_a_wider_base_to_cost_more() -> TestResult {
+    // Each network twice as wide as the last: iterations of ~0.3, ~0.6 and ~1.2 s against a
+    // 1.75-s budget. From the largest iteration so far the third would end at ~1.5 s, inside
+    // the budget, and it ends at ~2.1 s; scaled by how much slower its base trained than the
+    // second's (2x), it is expected at ~2.1 s and does not start.
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(10, tmp.path());
+    config.search.candidates = 1;
+    config.search.first_candidates = None;
+    config.final_training.enabled = false;
+    config.termination.max_wall_seconds = Some(1.75);
+    config.termination.whole_iterations = true;
+    let data = common::digits(&config);
+    let answers = [8, 16, 32, 64, 128].map(net_with);
+    let s = lemo::Discovery::new(
+        config.clone(),
+        Box::new(ScriptedArchitect::new(answers)),
+        Box::new(ByParams {
+            unit: 0.3,
+            first: None,
+        }),
+        Box::new(lemo_energy::NoMeter),
+        Box::new(lemo_expert::PaperRuleBook),
+    )
+    .with_data(data)
+    .discover_in(RunDir::new(tmp.path().join("run")))?;
+    let seconds = s.history.search_seconds();
+    assert_eq!(s.history.iterations.len(), 2, "{seconds} s");
+    assert!(seconds <= 1.75, "whole iterations overran: {seconds} s");
+    Ok(())
+}
+
 #[test]
 fn wall_clock_and_energy_budgets_stop_the_search() -> TestResult {
     // A budget smaller than one iteration: the check before iteration 2 ends the search.
