@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release --example train_cifar10 -- DATA_DIR --seconds 1034 [--cutout N] \
-//!     [--tta-translate N] [--save DIR] NETWORK...
+//!     [--tta-translate N] [--with-validation] [--save DIR] NETWORK...
 //! cargo run --release --example train_cifar10 -- DATA_DIR --evaluate SAVED_DIR...
 //! ```
 //!
@@ -13,7 +13,10 @@
 //! architect's first network. The split is the benchmark's: 10% of the training images
 //! (stratified, seed 0) for validation. `--cutout N` adds cutout of N x N pixels to the recipe's
 //! augmentation (`augmentation.cutout`); `--tta-translate N` sets the translate test-time
-//! augmentation (`tta_translate`, 2 pixels in `fast_final`; 0 switches it off). `--save DIR`
+//! augmentation (`tta_translate`, 2 pixels in `fast_final`; 0 switches it off).
+//! `--with-validation` trains on the training and validation images together, as
+//! `discover_cifar10 --with-validation` does its final training (its `val_accuracy` is then not
+//! held out). `--save DIR`
 //! writes each trained network (graph, normalisation, evaluation and weights,
 //! `TrainedModel::save`) to `DIR/<k>-<name>`. One line per network:
 //! `train_cifar10 network=NAME params=P seconds=S epochs=E train_accuracy=A1 val_accuracy=A2 test_accuracy=T`.
@@ -36,7 +39,7 @@ use lemo_train::{
 };
 
 const USAGE: &str = "usage: train_cifar10 DATA_DIR --seconds S [--cutout N] [--tta-translate N] \
-                     [--save DIR] NETWORK... (a JSON file or `starter`)\n       \
+                     [--with-validation] [--save DIR] NETWORK... (a JSON file or `starter`)\n       \
                      train_cifar10 DATA_DIR --evaluate SAVED_DIR...";
 
 /// What the command line asks for.
@@ -47,6 +50,8 @@ struct Args {
     cutout: u32,
     /// Translate TTA, when not `fast_final`'s.
     tta_translate: Option<u32>,
+    /// Train on the training and validation images together.
+    with_validation: bool,
     save: Option<PathBuf>,
     /// The NETWORKs are folders of saved networks to evaluate.
     evaluate: bool,
@@ -73,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut seconds, mut networks) = (None, None, Vec::new());
     let (mut cutout, mut tta_translate, mut save, mut evaluate) = (0, None, None, false);
+    let mut with_validation = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => {
@@ -91,6 +97,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--save" => save = Some(PathBuf::from(args.next().ok_or("--save needs a folder")?)),
             "--evaluate" => evaluate = true,
+            "--with-validation" => with_validation = true,
             "-h" | "--help" => return Err(String::new()),
             _ if data.is_none() => data = Some(PathBuf::from(a)),
             _ => networks.push(a),
@@ -108,6 +115,7 @@ fn parse_args() -> Result<Args, String> {
         seconds,
         cutout,
         tta_translate,
+        with_validation,
         save,
         evaluate,
         networks,
@@ -146,6 +154,17 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(t) = args.tta_translate {
         recipe.tta_translate = t;
     }
+    let splits = if args.with_validation {
+        Splits {
+            train: splits
+                .train
+                .concat(&splits.val)
+                .map_err(|e| e.to_string())?,
+            ..splits
+        }
+    } else {
+        splits
+    };
     let task = Task {
         input: splits.train.shape,
         classes: splits.train.classes(),
@@ -155,10 +174,11 @@ fn run(args: &Args) -> Result<(), String> {
         let graph = ValidatedGraph::new(network(name, &task)?, &task)
             .map_err(|e| format!("{name}: {e}"))?;
         eprintln!(
-            "{name}: {} parameters, {seconds} s, cutout {}, tta_translate {}",
+            "{name}: {} parameters, {seconds} s, cutout {}, tta_translate {}, {} training images",
             graph.params(),
             args.cutout,
-            recipe.tta_translate
+            recipe.tta_translate,
+            splits.train.len()
         );
         let start = Instant::now();
         let mut trainer = BurnTrainer::new();
