@@ -244,8 +244,30 @@ fn targets_stop_the_search_early() -> TestResult {
     Ok(())
 }
 
-/// A trainer that takes `seconds` of wall clock per training.
-struct Slow(f64);
+/// A trainer that sleeps `unit` seconds for the first network it trains and, with
+/// `by_params`, in proportion to parameters after that, reported as the evaluation's seconds.
+struct Slow {
+    unit: f64,
+    by_params: bool,
+    first: Option<u64>,
+}
+
+impl Slow {
+    fn fixed(unit: f64) -> Self {
+        Slow {
+            unit,
+            by_params: false,
+            first: None,
+        }
+    }
+    fn by_params(unit: f64) -> Self {
+        Slow {
+            unit,
+            by_params: true,
+            first: None,
+        }
+    }
+}
 
 impl lemo_train::Trainer for Slow {
     fn name(&self) -> String {
@@ -259,8 +281,19 @@ impl lemo_train::Trainer for Slow {
         meter: &dyn lemo_energy::EnergyMeter,
         observer: &mut dyn lemo_train::TrainObserver,
     ) -> Result<lemo_train::Evaluation, lemo_train::TrainError> {
-        std::thread::sleep(std::time::Duration::from_secs_f64(self.0));
-        common::FakeTrainer::default().train(network, data, config, meter, observer)
+        let params = network.params();
+        let first = *self.first.get_or_insert(params);
+        let seconds = if self.by_params {
+            self.unit * params as f64 / first as f64
+        } else {
+            self.unit
+        };
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+        let mut ev =
+            common::FakeTrainer::default().train(network, data, config, meter, observer)?;
+        ev.train_seconds = seconds;
+        ev.total_seconds = seconds;
+        Ok(ev)
     }
 }
 
@@ -278,7 +311,7 @@ fn whole_iterations_start_only_when_they_fit_the_wall_clock_budget() -> TestResu
         let s = lemo::Discovery::new(
             config.clone(),
             offline(&config),
-            Box::new(Slow(0.6)),
+            Box::new(Slow::fixed(0.6)),
             Box::new(lemo_energy::NoMeter),
             Box::new(lemo_expert::PaperRuleBook),
         )
@@ -301,37 +334,6 @@ fn whole_iterations_start_only_when_they_fit_the_wall_clock_budget() -> TestResu
         }
     }
     Ok(())
-}
-
-/// A trainer whose wall clock grows with the network: `unit` seconds for the first network it
-/// trains, in proportion to parameters after that, reported as the evaluation's seconds.
-struct ByParams {
-    unit: f64,
-    first: Option<u64>,
-}
-
-impl lemo_train::Trainer for ByParams {
-    fn name(&self) -> String {
-        "by-params".into()
-    }
-    fn train(
-        &mut self,
-        network: &lemo_arch::ValidatedGraph,
-        data: &lemo_train::data::Splits,
-        config: &lemo_train::TrainConfig,
-        meter: &dyn lemo_energy::EnergyMeter,
-        observer: &mut dyn lemo_train::TrainObserver,
-    ) -> Result<lemo_train::Evaluation, lemo_train::TrainError> {
-        let params = network.params();
-        let first = *self.first.get_or_insert(params);
-        let seconds = self.unit * params as f64 / first as f64;
-        std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
-        let mut ev =
-            common::FakeTrainer::default().train(network, data, config, meter, observer)?;
-        ev.train_seconds = seconds;
-        ev.total_seconds = seconds;
-        Ok(ev)
-    }
 }
 
 /// A digits network whose conv layer has `filters` filters (20 * filters + 10 parameters).
@@ -360,10 +362,7 @@ fn whole_iterations_expect_a_wider_base_to_cost_more() -> TestResult {
     let s = lemo::Discovery::new(
         config.clone(),
         Box::new(ScriptedArchitect::new(answers)),
-        Box::new(ByParams {
-            unit: 0.3,
-            first: None,
-        }),
+        Box::new(Slow::by_params(0.3)),
         Box::new(lemo_energy::NoMeter),
         Box::new(lemo_expert::PaperRuleBook),
     )
