@@ -155,13 +155,9 @@ fn run(args: &Args) -> Result<(), String> {
         recipe.tta_translate = t;
     }
     let splits = if args.with_validation {
-        Splits {
-            train: splits
-                .train
-                .concat(&splits.val)
-                .map_err(|e| e.to_string())?,
-            ..splits
-        }
+        splits
+            .with_validation_in_training()
+            .map_err(|e| e.to_string())?
     } else {
         splits
     };

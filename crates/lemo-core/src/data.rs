@@ -41,6 +41,15 @@ pub struct Splits {
 }
 
 impl Splits {
+    /// These splits with the validation images added to the training split (validation kept
+    /// as it is, no longer held out): for a final training that no longer needs them held out.
+    pub fn with_validation_in_training(self) -> Result<Splits, DatasetError> {
+        Ok(Splits {
+            train: self.train.concat(&self.val)?,
+            ..self
+        })
+    }
+
     /// The per-channel normalisation of the training split.
     pub fn normalization(&self) -> Normalization {
         Normalization::from_dataset(&self.train)

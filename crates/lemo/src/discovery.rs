@@ -510,6 +510,11 @@ impl Discovery {
             self.iteration(&mut lp, &splits)?;
         }
         splits.test = test;
+        if self.config.final_training.with_validation {
+            splits = splits
+                .with_validation_in_training()
+                .map_err(DataError::from)?;
+        }
         if lp.history.final_result.is_none() {
             self.final_training(&dir, &mut lp, &splits)?;
         }
@@ -659,7 +664,7 @@ impl Discovery {
             let next = trained(h.base_for(kind, last.iteration + 1)?)?;
             Some(per_candidate(last) * next / before)
         });
-        let next = h.iterations.last().map_or(1, |r| r.iteration + 1);
+        let next = h.iterations.len() + 1;
         largest.max(scaled.unwrap_or(0.0)) * self.config.search.candidates_in(next) as f64
     }
 
@@ -1567,18 +1572,6 @@ impl Discovery {
         let mut cfg = self.config.final_training.recipe_after(searched);
         cfg.seed = derive_seed(self.config.run.seed, 0, STREAM_FINAL);
         cfg.evaluate_test = true;
-        let with_validation = self.config.final_training.with_validation;
-        let joined;
-        let splits = if with_validation {
-            joined = Splits {
-                train: splits.train.concat(&splits.val).map_err(DataError::from)?,
-                val: splits.val.clone(),
-                test: splits.test.clone(),
-            };
-            &joined
-        } else {
-            splits
-        };
         let observer: &mut dyn TrainObserver = self.observer.as_mut();
         let ev = self
             .trainer
@@ -1591,7 +1584,7 @@ impl Discovery {
             None => None,
         };
         let mut result = final_result(network, iteration, hash, ev, saved);
-        result.trained_on_validation = with_validation;
+        result.trained_on_validation = self.config.final_training.with_validation;
         Ok(result)
     }
 
@@ -1913,12 +1906,8 @@ impl Loop {
     /// The evaluated iteration the next network starts from: the last one (`previous`, the
     /// paper) or the best by CM so far (`best`).
     fn base_record(&self, base: SearchBase) -> Option<&IterationRecord> {
-        let next = self
-            .history
-            .iterations
-            .last()
-            .map_or(1, |r| r.iteration + 1);
-        self.history.base_for(base, next)
+        self.history
+            .base_for(base, self.history.iterations.len() + 1)
     }
 
     /// The canonical hash of the base network, when there is one.

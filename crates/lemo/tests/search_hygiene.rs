@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use common::{FakeTrainer, digits, discovery, quick_config, widening_answer};
 use lemo::journal::read_journal;
-use lemo::{Discovery, IterationOutcome, RunDir};
+use lemo::{Discovery, IterationOutcome, RunConfig, RunDir};
 use lemo_arch::ValidatedGraph;
 use lemo_energy::{EnergyMeter, NoMeter};
 use lemo_expert::PaperRuleBook;
-use lemo_llm::{BoxFuture, ChatModel, ChatRequest, ChatResponse, LlmArchitect, LlmError};
+use lemo_llm::{
+    Architect, BoxFuture, ChatModel, ChatRequest, ChatResponse, LlmArchitect, LlmError,
+};
 use lemo_train::data::Splits;
 use lemo_train::{Evaluation, TrainConfig, TrainError, TrainObserver, Trainer};
 
@@ -25,6 +27,12 @@ type Seen = Arc<Mutex<Vec<(bool, bool)>>>;
 /// The fake trainer, recording what it is handed.
 struct Spy {
     inner: FakeTrainer,
+    records: Records,
+}
+
+/// What a [`Spy`] records, shared with the test that reads it.
+#[derive(Default, Clone)]
+struct Records {
     seen: Seen,
     /// The wall-clock budget of every training it was asked for.
     walls: Arc<Mutex<Vec<Option<f64>>>>,
@@ -44,17 +52,39 @@ impl Trainer for Spy {
         meter: &dyn EnergyMeter,
         observer: &mut dyn TrainObserver,
     ) -> Result<Evaluation, TrainError> {
-        self.seen
+        self.records
+            .seen
             .lock()
             .unwrap()
             .push((data.test.is_some(), config.evaluate_test));
-        self.walls
+        self.records
+            .walls
             .lock()
             .unwrap()
             .push(config.budget.max_wall_seconds);
-        self.train_images.lock().unwrap().push(data.train.len());
+        self.records
+            .train_images
+            .lock()
+            .unwrap()
+            .push(data.train.len());
         self.inner.train(network, data, config, meter, observer)
     }
+}
+
+/// A discovery of `config` with `architect`, the fake trainer behind a [`Spy`] writing into
+/// `records`, no energy meter and the paper's rule book.
+fn spied(config: RunConfig, architect: Box<dyn Architect>, records: &Records) -> Discovery {
+    let spy = Spy {
+        inner: FakeTrainer::default(),
+        records: records.clone(),
+    };
+    Discovery::new(
+        config,
+        architect,
+        Box::new(spy),
+        Box::new(NoMeter),
+        Box::new(PaperRuleBook),
+    )
 }
 
 /// A chat model that answers with a network widened a little at every request, recording
@@ -103,17 +133,14 @@ fn the_search_never_sees_the_test_split() -> TestResult {
         prompts: Mutex::new(Vec::new()),
     });
     let dir = RunDir::new(tmp.path().join("run"));
-    let summary = Discovery::new(
+    let summary = spied(
         config,
         Box::new(LlmArchitect::new(chat.clone())),
-        Box::new(Spy {
-            inner: FakeTrainer::default(),
+        &Records {
             seen: seen.clone(),
             walls: walls.clone(),
             train_images: Arc::default(),
-        }),
-        Box::new(NoMeter),
-        Box::new(PaperRuleBook),
+        },
     )
     .with_data(data)
     .discover_in(dir.clone())?;
@@ -324,17 +351,14 @@ fn the_baseline_trains_the_first_network_with_the_final_recipe() -> TestResult {
     let dir = RunDir::new(tmp.path().join("run"));
     let architect = config.architect.build()?;
     let data = digits(&config);
-    let summary = Discovery::new(
+    let summary = spied(
         config,
         architect,
-        Box::new(Spy {
-            inner: FakeTrainer::default(),
+        &Records {
             seen: seen.clone(),
             walls: walls.clone(),
             train_images: Arc::default(),
-        }),
-        Box::new(NoMeter),
-        Box::new(PaperRuleBook),
+        },
     )
     .with_data(data)
     .discover_in(dir.clone())?;
@@ -392,17 +416,14 @@ fn with_validation_trains_the_final_and_the_baseline_on_the_validation_images_to
     let data = digits(&config);
     let (train, val) = (data.splits.train.len(), data.splits.val.len());
     let architect = config.architect.build()?;
-    let summary = Discovery::new(
+    let summary = spied(
         config,
         architect,
-        Box::new(Spy {
-            inner: FakeTrainer::default(),
+        &Records {
             seen: seen.clone(),
             walls: Arc::default(),
             train_images: train_images.clone(),
-        }),
-        Box::new(NoMeter),
-        Box::new(PaperRuleBook),
+        },
     )
     .with_data(data)
     .discover_in(RunDir::new(tmp.path().join("run")))?;
