@@ -38,7 +38,7 @@ pub use lemo_core::train::{
     Evaluation, InferenceBench, InferenceReport, NoObserver, OptimizerKind, Plateau, Schedule,
     SgdSettings, Status, TrainConfig, TrainError, TrainObserver, Trainer, Tta,
 };
-pub use model::GraphModel;
+pub use model::{GraphModel, SERIAL_FORWARD_MAX_MACS};
 pub use trainer::{BurnTrainer, TrainedModel, evaluate, measure_inference, train_and_measure};
 
 /// The burn version this crate builds on, re-exported so users need no direct dependency.

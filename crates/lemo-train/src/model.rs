@@ -8,6 +8,9 @@
 //! [`GraphModel::deployment_form`] gives what an edge device would run: batch norm folded into the
 //! convolution or dense layer before it, dropout removed.
 
+use std::sync::OnceLock;
+
+use burn::backend::DispatchDevice;
 use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
@@ -110,6 +113,8 @@ pub struct Plan {
     input_uses: usize,
     input: [usize; 3],
     classes: usize,
+    /// Multiply-accumulates per image (lemo-arch's count), which sizes a forward pass's work.
+    macs_per_image: u64,
 }
 
 /// An activation flowing through the plan: a batch of maps or of vectors.
@@ -126,6 +131,25 @@ pub struct GraphModel {
     pub layers: Vec<Layer>,
     #[module(skip)]
     plan: Plan,
+}
+
+/// The most multiply-accumulates an inference pass on the CPU runs on one thread
+/// ([`GraphModel::runs_on_one_thread`]): the CIFAR-10 starter at batch 1 (20 M) runs 14% faster
+/// on one thread, ref-cnn (115 M) 15% slower (docs/performance.md, 2026-12-07).
+pub const SERIAL_FORWARD_MAX_MACS: u64 = 48 << 20;
+
+/// The one-thread rayon pool small inference passes run in, built on first use; `None` if the
+/// thread cannot be started (the pass then runs on the caller's pool).
+fn one_thread_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "lemo-serial-forward".into())
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 fn internal(msg: impl Into<String>) -> TrainError {
@@ -392,7 +416,7 @@ impl GraphModel {
                 fused_pool: None,
             });
         }
-        let mut plan = Plan::new(steps, task.input, task.classes);
+        let mut plan = Plan::new(steps, task.input, task.classes, analysis.macs);
         plan.fuse_norm_relu(&layers);
         plan.fuse_pools(&layers);
         Ok(Self { layers, plan })
@@ -400,7 +424,28 @@ impl GraphModel {
 
     /// Runs the network on a batch of images `[batch, channels, height, width]` and returns the
     /// logits `[batch, classes]`.
+    ///
+    /// A small inference pass on the CPU ([`GraphModel::runs_on_one_thread`]) runs whole on one
+    /// thread: split across threads op by op, its pieces are too small to pay for the hand-offs.
+    /// The values are the same either way.
     pub fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>, TrainError> {
+        let serial = matches!(images.device().as_dispatch(), DispatchDevice::Flex(_))
+            && self.runs_on_one_thread(images.dims()[0]);
+        match serial.then(one_thread_pool).flatten() {
+            Some(pool) => pool.install(|| self.forward_planned(images)),
+            None => self.forward_planned(images),
+        }
+    }
+
+    /// Whether an inference pass over `batch` images on the CPU (Flex, no autodiff) runs on one
+    /// thread: when its work, `batch` times the network's multiply-accumulates per image, is at
+    /// most [`SERIAL_FORWARD_MAX_MACS`].
+    pub fn runs_on_one_thread(&self, batch: usize) -> bool {
+        (batch as u64).saturating_mul(self.plan.macs_per_image) <= SERIAL_FORWARD_MAX_MACS
+    }
+
+    /// [`GraphModel::forward`] on the calling thread's rayon pool.
+    fn forward_planned(&self, images: Tensor<4>) -> Result<Tensor<2>, TrainError> {
         let plan = &self.plan;
         let mut remaining = plan.uses.clone();
         let mut input_remaining = plan.input_uses;
@@ -763,7 +808,7 @@ impl GraphModel {
         }
         Ok(GraphModel {
             layers: kept,
-            plan: Plan::new(steps, plan.input, plan.classes),
+            plan: Plan::new(steps, plan.input, plan.classes, plan.macs_per_image),
         })
     }
 
@@ -799,7 +844,7 @@ impl GraphModel {
 }
 
 impl Plan {
-    fn new(steps: Vec<Step>, input: [usize; 3], classes: usize) -> Self {
+    fn new(steps: Vec<Step>, input: [usize; 3], classes: usize, macs_per_image: u64) -> Self {
         let mut uses = vec![0; steps.len()];
         let mut input_uses = 0;
         for step in &steps {
@@ -823,6 +868,7 @@ impl Plan {
             input_uses,
             input,
             classes,
+            macs_per_image,
         }
     }
 

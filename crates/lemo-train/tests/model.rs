@@ -7,7 +7,7 @@ use lemo_arch::{
     Graph, Init, Limits, Node, Op, Padding, PaddingMode, Task, ValidatedGraph, parse_answer,
     ref_cnn, starter,
 };
-use lemo_train::{GraphModel, TrainError};
+use lemo_train::{GraphModel, SERIAL_FORWARD_MAX_MACS, TrainError};
 use proptest::prelude::*;
 
 fn task(input: [usize; 3], classes: usize) -> Task {
@@ -320,6 +320,53 @@ fn deployment_form_folds_batch_norm_and_agrees_within_1e_4() -> Result<(), Train
             graph.name
         );
     }
+    Ok(())
+}
+
+/// A pass small enough to run on one thread (batch 1 of a small network) gives, for every image,
+/// what the same image gives inside a batch large enough to be split across the whole pool.
+#[test]
+fn one_thread_forward_agrees_with_the_pooled_forward() -> Result<(), TrainError> {
+    let ad = Device::flex().autodiff();
+    ad.seed(11);
+    let cifar = task([3, 32, 32], 10);
+    for (graph, t) in [
+        (starter(&cifar), cifar.clone()),
+        (every_op_graph(), task([3, 16, 16], 7)),
+    ] {
+        let network = ValidatedGraph::new(graph.clone(), &t)
+            .map_err(|e| TrainError::InvalidGraph(e.to_string()))?;
+        let macs = network.analysis().macs;
+        let model = build(&graph, &t, &ad)?.valid().deployment_form()?;
+        let pooled = (SERIAL_FORWARD_MAX_MACS / macs + 1) as usize;
+        assert!(pooled <= 1024, "{:?}: {macs} MACs per image", graph.name);
+        assert!(model.runs_on_one_thread(1), "{:?} at batch 1", graph.name);
+        assert!(
+            !model.runs_on_one_thread(pooled),
+            "{:?} at batch {pooled}",
+            graph.name
+        );
+        let [c, h, w] = t.input;
+        let device = Device::flex();
+        let x = Tensor::<4>::random([pooled, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let all = model.forward(x.clone())?;
+        let scale: f32 = all.clone().abs().max().into_scalar();
+        for i in [0, pooled - 1] {
+            let one = model.forward(x.clone().narrow(0, i, 1))?;
+            let diff: f32 = (one - all.clone().narrow(0, i, 1))
+                .abs()
+                .max()
+                .into_scalar();
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{:?}, image {i}: one thread differs by {diff} (scale {scale})",
+                graph.name
+            );
+        }
+    }
+    // ref-cnn (115 M MACs per image) is split across the pool even at batch 1.
+    let big = build(&ref_cnn(10), &cifar, &Device::flex())?;
+    assert!(!big.runs_on_one_thread(1));
     Ok(())
 }
 
