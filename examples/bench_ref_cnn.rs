@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_ref_cnn
-//! ref-cnn backend=flex train=<img/s> infer256=<img/s> infer1=<img/s>
+//! ref-cnn backend=flex macs=<per image> train=<img/s> infer256=<img/s> infer1=<img/s>
 //! ```
 //!
 //! Training: Adam 1e-3, batch 128, cross-entropy, after 2 warm-up steps. Inference: the
@@ -11,11 +11,13 @@
 //! synchronised after each run. `LEMO_BENCH_SECONDS` (default 20) bounds each measurement;
 //! `LEMO_BENCH_DEVICE=wgpu|vulkan|cuda` picks a GPU backend compiled in by feature;
 //! `LEMO_BENCH_NETWORK=starter` measures the offline architect's CIFAR-10 starter (3x32x32, 10
-//! classes) instead, the network the CIFAR-10 benchmark trains (docs/results.md).
+//! classes) instead, the network the CIFAR-10 benchmark trains (docs/results.md), and
+//! `LEMO_BENCH_NETWORK=FILE.json` a network file for that task (e.g.
+//! `examples/networks/cifar-amk2.json`); the line then starts with the file's name.
 
 use std::time::Instant;
 
-use lemo_nade::arch::{Limits, Task, ValidatedGraph, ref_cnn, starter};
+use lemo_nade::arch::{Graph, Limits, Task, ValidatedGraph, ref_cnn, starter};
 use lemo_nade::train::burn::optim::{AdamConfig, GradientsParams};
 use lemo_nade::train::burn::tensor::{Device, Distribution, Int, Tensor};
 use lemo_nade::train::trainer::cross_entropy;
@@ -36,31 +38,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     device.seed(0);
     let ad = device.clone().autodiff();
     let name = std::env::var("LEMO_BENCH_NETWORK").unwrap_or_else(|_| "ref-cnn".into());
-    let classes = match name.as_str() {
-        "ref-cnn" => 100,
-        "starter" => 10,
-        other => {
-            return Err(format!("LEMO_BENCH_NETWORK: `{other}` is not ref-cnn or starter").into());
-        }
-    };
-    let task = Task {
+    let task = |classes| Task {
         input: [3, 32, 32],
         classes,
         limits: Limits::default(),
     };
-    let graph = if classes == 100 {
-        ref_cnn(100)
-    } else {
-        starter(&task)
+    let (graph, task) = match name.as_str() {
+        "ref-cnn" => (ref_cnn(100), task(100)),
+        "starter" => (starter(&task(10)), task(10)),
+        file if file.ends_with(".json") => {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+            let graph = Graph::from_json(&text).map_err(|e| format!("{file}: {e}"))?;
+            (graph, task(10))
+        }
+        other => {
+            return Err(format!(
+                "LEMO_BENCH_NETWORK: `{other}` is not ref-cnn, starter or a network file (.json)"
+            )
+            .into());
+        }
     };
     let network = ValidatedGraph::new(graph, &task)?;
+    let macs = network.analysis().macs;
     let mut model = GraphModel::new(&network, &ad)?;
     let sync = |d: &Device| d.sync().map_err(|e| TrainError::Device(format!("{e:?}")));
 
     // Training throughput, batch 128.
     let batch = 128;
     let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &ad);
-    let y = Tensor::<1, Int>::random([batch], Distribution::Uniform(0.0, classes as f64), &ad);
+    let y = Tensor::<1, Int>::random(
+        [batch],
+        Distribution::Uniform(0.0, task.classes as f64),
+        &ad,
+    );
     let mut optim = AdamConfig::new().init();
     let mut step = |model: GraphModel| -> Result<GraphModel, TrainError> {
         let loss = cross_entropy(model.forward(x.clone())?, y.clone());
@@ -98,7 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let infer256 = infer(256, 1, 40)?;
     let infer1 = infer(1, 10, 2000)?;
     println!(
-        "{name} backend={} train={train:.0} infer256={infer256:.0} infer1={infer1:.0}",
+        "{name} backend={} macs={macs} train={train:.0} infer256={infer256:.0} infer1={infer1:.0}",
         choice.backend_name()
     );
     Ok(())
