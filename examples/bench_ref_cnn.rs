@@ -15,9 +15,12 @@
 //! `LEMO_BENCH_NETWORK=FILE.json` a network file for that task (e.g.
 //! `examples/networks/cifar-amk2.json`); the line then starts with the file's name.
 
+mod common;
+
+use std::path::Path;
 use std::time::Instant;
 
-use lemo_nade::arch::{Graph, Limits, Task, ValidatedGraph, ref_cnn, starter};
+use lemo_nade::arch::{Limits, Task, ValidatedGraph, ref_cnn, starter};
 use lemo_nade::train::burn::optim::{AdamConfig, GradientsParams};
 use lemo_nade::train::burn::tensor::{Device, Distribution, Int, Tensor};
 use lemo_nade::train::trainer::cross_entropy;
@@ -46,11 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (graph, task) = match name.as_str() {
         "ref-cnn" => (ref_cnn(100), task(100)),
         "starter" => (starter(&task(10)), task(10)),
-        file if file.ends_with(".json") => {
-            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-            let graph = Graph::from_json(&text).map_err(|e| format!("{file}: {e}"))?;
-            (graph, task(10))
-        }
+        file if file.ends_with(".json") => (common::read_network(Path::new(file))?, task(10)),
         other => {
             return Err(format!(
                 "LEMO_BENCH_NETWORK: `{other}` is not ref-cnn, starter or a network file (.json)"

@@ -254,8 +254,7 @@ fn run(
 
     let mut list = networks(&task);
     for f in files {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let graph = Graph::from_json(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+        let graph = common::read_network(f)?;
         let name = f.file_stem().map_or_else(
             || f.display().to_string(),
             |s| s.to_string_lossy().into_owned(),

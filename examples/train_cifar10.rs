@@ -126,8 +126,7 @@ fn network(name: &str, task: &Task) -> Result<Graph, String> {
     if name == "starter" {
         return Ok(starter(task));
     }
-    let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
-    Graph::from_json(&text).map_err(|e| format!("{name}: {e}"))
+    common::read_network(Path::new(name))
 }
 
 fn run(args: &Args) -> Result<(), String> {

@@ -1,8 +1,17 @@
 //! Command-line helpers shared by the examples (`mod common;` in each): one parser per kind of
-//! flag value. Each example uses some of them.
+//! flag value, and the reader of network files. Each example uses some of them.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::str::FromStr;
+
+use lemo_arch::Graph;
+
+/// A network file (the IR's JSON, e.g. `examples/networks/*.json`); the error names the file.
+pub fn read_network(path: &Path) -> Result<Graph, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Graph::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
 
 /// The value after `flag`, parsed; the error names the flag and says what to give.
 pub fn value<T: FromStr>(
