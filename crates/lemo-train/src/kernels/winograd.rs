@@ -13,8 +13,16 @@
 //! of the multiplies of the im2col path (docs/performance.md has the figures).
 //!
 //! Work is split into chunks of whole images whose tiles make one set of gemms; chunks run in
-//! parallel when there are enough of them, and otherwise the channels and gemms of one chunk
-//! are split across threads.
+//! parallel when there are enough of them, and otherwise the channels of one chunk are split
+//! across threads, and its gemms too (forward: the 36 gemms side by side, one thread each;
+//! backward: each gemm split).
+//!
+//! The transforms that gather scattered values (the input patches, the output gradients) run
+//! in two passes: the raw values are copied tile by tile into the transformed buffer itself,
+//! then transformed in place with whole vector loads and stores. Gathering straight into a
+//! working patch of lanes read values back as vectors right after storing them one by one, a
+//! store-forwarding stall on every load; the two passes made the backward step of the ref-cnn's
+//! layers about 10% faster (docs/performance.md).
 
 use std::ops::{Add, Mul, Range, Sub};
 use std::sync::OnceLock;
@@ -53,14 +61,15 @@ pub fn enabled() -> bool {
 
 /// True when `g` is a convolution this module computes and where it pays: a 3x3 kernel,
 /// stride 1, dilation 1, at least [`MIN_CHANNELS`] input and output channels, an output that is
-/// not empty, and a batch large enough that every thread gets a chunk of at least
-/// [`MIN_CHUNK_TILES`] tiles (below that, as at batch 1, the 36 small gemms per chunk cost more
-/// than the multiplies they save, and the im2col path is faster).
+/// not empty, and chunks of at least [`MIN_CHUNK_TILES`] tiles (below that the 36 small gemms
+/// per chunk cost more than the multiplies they save, and the im2col path is faster). A batch
+/// too small to give every thread a chunk (batch 1) is split inside its one chunk: a 32x32 map
+/// (64 tiles) takes this path at batch 1, a 16x16 one does not.
 pub fn supports(g: &ConvGeometry) -> bool {
     computes(g)
         && Tiling::new(g).is_some_and(|tl| {
             let split = Chunking::new(&tl);
-            !split.inner && split.per * tl.per_image() >= MIN_CHUNK_TILES
+            split.per * tl.per_image() >= MIN_CHUNK_TILES
         })
 }
 
@@ -413,96 +422,137 @@ fn weight_gradient(g: &ConvGeometry, du: &[f32]) -> Vec<f32> {
 }
 
 /// Tile columns of a chunk, rounded up to whole lanes: the row length of every transformed
-/// matrix (`[channel][ξ][tile]`).
+/// matrix (`[channel][ξ][tile]`). A length that is a multiple of 32 values (128 bytes) gets one
+/// more lane group: the gather passes write the `XI` rows of one tile at once, and at such a
+/// stride those rows share a few cache sets and evict each other (the default chunk of
+/// 256 tiles would put all 36 rows in 4 sets of a 64-set, 8-way L1).
 fn padded(tiles: usize) -> usize {
-    tiles.div_ceil(LANES) * LANES
+    let tp = tiles.div_ceil(LANES) * LANES;
+    if tp.is_multiple_of(32) {
+        tp + LANES
+    } else {
+        tp
+    }
+}
+
+/// The `[ξ][tile]` row (of `XI`) of position `(r, s)` of a 6x6 patch: where the gather passes
+/// put value `(r, s)` of every tile's raw patch before transforming it in place.
+#[inline(always)]
+fn row_of(r: usize, s: usize) -> usize {
+    r * ALPHA + s
 }
 
 /// Input transform of one channel of a chunk: `x` starts at that channel's plane in the
 /// chunk's first image (image `i`'s plane at `i * stride`), `v` receives its `[ξ][tile]` rows
 /// of length `tp`.
+///
+/// Two passes (module docs): the raw 6x6 patches are gathered tile by tile into `v` itself
+/// (row [`row_of`]`(r, s)`, the pad lanes zeroed), then `v` is transformed in place `LANES`
+/// tiles at a time with whole vector loads and stores.
 // Indexes kept (hot loop): every read is bounds-checked against the plane (iy < h, ix < w)
-// of an image of the chunk; v holds XI * tp values.
+// of an image of the chunk; v holds XI * tp values and t < tiles <= tp.
 #[allow(clippy::indexing_slicing)]
 fn input_transform(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut [f32]) {
     let g = &tl.g;
     let tp = padded(tiles);
     let [top, left] = g.pad_begin.map(|p| p as isize);
-    let mut d = Patch::default();
     let mut cursor = Cursor::new(tl);
-    for t0 in (0..tiles).step_by(LANES) {
-        let n = LANES.min(tiles - t0);
-        for l in 0..n {
-            let (img, oy, ox) = cursor.next_origin();
-            let base = img * stride;
-            let (y0, x0) = (oy as isize - top, ox as isize - left);
-            if patch_inside(g, y0, x0) {
-                // The whole patch is in the image: six rows of six, no checks per value.
-                let first = base + y0 as usize * g.w + x0 as usize;
-                for (r, row) in d.iter_mut().enumerate() {
-                    let src: &[f32; ALPHA] =
-                        x[first + r * g.w..].first_chunk().unwrap_or(&[0.0; ALPHA]);
-                    for (cell, &v) in row.iter_mut().zip(src) {
-                        cell.0[l] = v;
-                    }
+    for t in 0..tiles {
+        let (img, oy, ox) = cursor.next_origin();
+        let base = img * stride;
+        let (y0, x0) = (oy as isize - top, ox as isize - left);
+        if patch_inside(g, y0, x0) {
+            // The whole patch is in the image: six rows of six, no checks per value.
+            let first = base + y0 as usize * g.w + x0 as usize;
+            for r in 0..ALPHA {
+                let src: &[f32; ALPHA] =
+                    x[first + r * g.w..].first_chunk().unwrap_or(&[0.0; ALPHA]);
+                for (s, &value) in src.iter().enumerate() {
+                    v[row_of(r, s) * tp + t] = value;
                 }
-                continue;
             }
-            for (r, row) in d.iter_mut().enumerate() {
-                let iy = y0 + r as isize;
-                let src = base + (iy.max(0) as usize) * g.w;
-                let row_in = iy >= 0 && iy < g.h as isize;
-                for (s, cell) in row.iter_mut().enumerate() {
-                    let ix = x0 + s as isize;
-                    cell.0[l] = if row_in && ix >= 0 && ix < g.w as isize {
-                        x[src + ix as usize]
-                    } else {
-                        0.0
-                    };
-                }
+            continue;
+        }
+        for r in 0..ALPHA {
+            let iy = y0 + r as isize;
+            let src = base + (iy.max(0) as usize) * g.w;
+            let row_in = iy >= 0 && iy < g.h as isize;
+            for s in 0..ALPHA {
+                let ix = x0 + s as isize;
+                v[row_of(r, s) * tp + t] = if row_in && ix >= 0 && ix < g.w as isize {
+                    x[src + ix as usize]
+                } else {
+                    0.0
+                };
             }
         }
+    }
+    for row in v.chunks_exact_mut(tp) {
+        row[tiles..].fill(0.0);
+    }
+    let mut d = Patch::default();
+    for t0 in (0..tiles).step_by(LANES) {
+        load_lanes(&mut d, v, tp, t0);
         two_d!(&mut d, bt, 6, 6);
         for (xi, lanes) in d.iter().flatten().enumerate() {
-            store(&mut v[xi * tp + t0..], lanes, n);
+            store(&mut v[xi * tp + t0..], lanes, LANES);
         }
     }
 }
 
-/// The `[ξ][tile]` rows of one channel, `LANES` tiles from `t0`, as a 6x6 patch of lanes.
-// t0 + LANES <= tp (tp is a multiple of LANES) and the rows hold XI * tp values.
+/// The `XI` rows of one channel (row ξ at `ξ * row_stride`: `tp` in the `[channel][ξ][tile]`
+/// layout), `LANES` tiles from `t0`, as a 6x6 patch of lanes.
+// t0 + LANES <= tp <= row_stride (t0 < tiles, and tp is at least tiles rounded up to whole
+// lanes) and the rows hold (XI - 1) * row_stride + tp values.
 #[allow(clippy::indexing_slicing)]
 #[inline(always)]
-fn load_lanes(d: &mut Patch, rows: &[f32], tp: usize, t0: usize) {
+fn load_lanes(d: &mut Patch, rows: &[f32], row_stride: usize, t0: usize) {
     for (i, row) in d.iter_mut().enumerate() {
         for (j, cell) in row.iter_mut().enumerate() {
-            *cell = load(&rows[(i * ALPHA + j) * tp + t0..]);
+            *cell = load(&rows[(i * ALPHA + j) * row_stride + t0..]);
         }
     }
 }
 
-/// Output transform of one channel of a chunk: `m` holds its `[ξ][tile]` rows of length `tp`,
-/// `y` starts at that channel's plane in the chunk's first image (image `i`'s at
+/// Adds `bias` to the 4x4 outputs of a [`Patch`] (its top-left corner after the output
+/// transform) and applies ReLU when `relu`, lane by lane (vectorised) before the outputs are
+/// scattered. NaN stays NaN (as with burn's relu), so divergence stays visible.
+#[inline(always)]
+fn bias_relu(out: &mut Patch, bias: f32, relu: bool) {
+    for cell in out
+        .iter_mut()
+        .take(M)
+        .flat_map(|row| row.iter_mut().take(M))
+    {
+        for v in cell.0.iter_mut() {
+            let b = *v + bias;
+            *v = if relu && b <= 0.0 { 0.0 } else { b };
+        }
+    }
+}
+
+/// Output transform of one channel of a chunk: `m` holds its `XI` rows (row ξ at
+/// `ξ * row_stride`, see [`load_lanes`]) of `tp` tiles, `y` starts at that channel's plane in the chunk's first image (image `i`'s at
 /// `i * stride`); adds `bias` and applies ReLU when `relu`.
 // Indexes kept (hot loop): writes stay inside the output plane (oy + r < oh, ox + s < ow).
 #[allow(clippy::indexing_slicing)]
 fn output_transform(
     tl: &Tiling,
     tiles: usize,
-    m: &[f32],
+    (m, row_stride): (&[f32], usize),
     bias: f32,
     relu: bool,
     y: &mut [f32],
     stride: usize,
 ) {
-    let tp = padded(tiles);
     let [oh, ow] = tl.out;
     let mut out = Patch::default();
     let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
         let n = LANES.min(tiles - t0);
-        load_lanes(&mut out, m, tp, t0);
+        load_lanes(&mut out, m, row_stride, t0);
         two_d!(&mut out, at, 6, 4);
+        bias_relu(&mut out, bias, relu);
         for l in 0..n {
             let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
@@ -513,8 +563,7 @@ fn output_transform(
                         continue;
                     };
                     for (d, v) in dst.iter_mut().zip(row) {
-                        let v = v.0[l] + bias;
-                        *d = if relu && v <= 0.0 { 0.0 } else { v };
+                        *d = v.0[l];
                     }
                 }
                 continue;
@@ -522,9 +571,7 @@ fn output_transform(
             for (r, row) in out.iter().take(M).enumerate().take(oh - oy) {
                 let dst = base + (oy + r) * ow + ox;
                 for (s, v) in row.iter().take(M).enumerate().take(ow - ox) {
-                    let v = v.0[l] + bias;
-                    // NaN stays NaN (as with burn's relu), so divergence stays visible.
-                    y[dst + s] = if relu && v <= 0.0 { 0.0 } else { v };
+                    y[dst + s] = v.0[l];
                 }
             }
         }
@@ -543,7 +590,7 @@ fn output_transform(
 fn output_transform_pooled(
     tl: &Tiling,
     tiles: usize,
-    m: &[f32],
+    (m, row_stride): (&[f32], usize),
     bias: f32,
     relu: bool,
     y: &mut [f32],
@@ -551,26 +598,15 @@ fn output_transform_pooled(
     stride: usize,
 ) {
     const _: () = assert!(LANES == super::pool::WINDOWS);
-    let tp = padded(tiles);
     let [oh, ow] = tl.out;
     let (ph, pw) = (oh / 2, ow / 2);
     let mut out = Patch::default();
     let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
         let n = LANES.min(tiles - t0);
-        load_lanes(&mut out, m, tp, t0);
+        load_lanes(&mut out, m, row_stride, t0);
         two_d!(&mut out, at, 6, 4);
-        // NaN stays NaN (as with burn's relu), so divergence stays visible.
-        for cell in out
-            .iter_mut()
-            .take(M)
-            .flat_map(|row| row.iter_mut().take(M))
-        {
-            for v in cell.0.iter_mut() {
-                let b = *v + bias;
-                *v = if relu && b <= 0.0 { 0.0 } else { b };
-            }
-        }
+        bias_relu(&mut out, bias, relu);
         let window = |wy: usize, wx: usize| {
             let (r, s) = (2 * wy, 2 * wx);
             super::pool::windows_2x2([
@@ -604,58 +640,87 @@ fn output_transform_pooled(
     }
 }
 
-/// Output-gradient transform `dM = A dy Aᵀ` of one channel of a chunk: `dy` starts at that
-/// channel's plane in the chunk's first image (image `i`'s at `i * stride`), `dm` receives its
-/// `[ξ][tile]` rows of length `tp`.
-// Indexes kept (hot loop): reads stay inside the output plane; dm holds XI * tp values.
+/// Second pass of the output-gradient transforms: `dm`'s rows [`row_of`]`(r, s)` (`r, s < M`)
+/// hold each tile's 4x4 gradient (zero in the pad lanes); every `LANES` tiles are loaded as
+/// vectors, transformed (`A dy Aᵀ`) and stored back as all `XI` rows.
+// t0 + LANES <= tp (tp is tiles rounded up to whole lanes, or more) and dm holds XI * tp
+// values.
 #[allow(clippy::indexing_slicing)]
-fn gradient_transform(tl: &Tiling, tiles: usize, dy: &[f32], stride: usize, dm: &mut [f32]) {
-    let tp = padded(tiles);
-    let [oh, ow] = tl.out;
+fn gradient_transform_in_place(tiles: usize, tp: usize, dm: &mut [f32]) {
     let mut d = Patch::default();
-    let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
-        let n = LANES.min(tiles - t0);
-        for l in 0..n {
-            let (img, oy, ox) = cursor.next_origin();
-            let base = img * stride;
-            if oy + M <= oh && ox + M <= ow {
-                // The whole tile is in the plane: four rows of four, no checks per value.
-                for (r, row) in d.iter_mut().take(M).enumerate() {
-                    let src: &[f32; M] = dy[base + (oy + r) * ow + ox..]
-                        .first_chunk()
-                        .unwrap_or(&[0.0; M]);
-                    for (cell, &v) in row.iter_mut().zip(src) {
-                        cell.0[l] = v;
-                    }
-                }
-                continue;
-            }
-            for (r, row) in d.iter_mut().take(M).enumerate() {
-                let src = base + (oy + r) * ow + ox;
-                for (s, cell) in row.iter_mut().take(M).enumerate() {
-                    cell.0[l] = if oy + r < oh && ox + s < ow {
-                        dy[src + s]
-                    } else {
-                        0.0
-                    };
-                }
+        for (r, row) in d.iter_mut().take(M).enumerate() {
+            for (s, cell) in row.iter_mut().take(M).enumerate() {
+                *cell = load(&dm[row_of(r, s) * tp + t0..]);
             }
         }
         two_d!(&mut d, a, 4, 6);
         for (xi, lanes) in d.iter().flatten().enumerate() {
-            store(&mut dm[xi * tp + t0..], lanes, n);
+            store(&mut dm[xi * tp + t0..], lanes, LANES);
         }
     }
+}
+
+/// Zeroes the pad lanes (`tiles..tp`) of the rows [`gradient_transform_in_place`] reads.
+// The rows hold tp values each (dm holds XI * tp).
+#[allow(clippy::indexing_slicing)]
+fn zero_pad_lanes(tiles: usize, tp: usize, dm: &mut [f32]) {
+    for r in 0..M {
+        for s in 0..M {
+            let row = row_of(r, s) * tp;
+            dm[row + tiles..row + tp].fill(0.0);
+        }
+    }
+}
+
+/// Output-gradient transform `dM = A dy Aᵀ` of one channel of a chunk: `dy` starts at that
+/// channel's plane in the chunk's first image (image `i`'s at `i * stride`), `dm` receives its
+/// `[ξ][tile]` rows of length `tp`. The 4x4 gradients are gathered first, then transformed in
+/// place (two passes, as [`input_transform`] and for the same reason).
+// Indexes kept (hot loop): reads stay inside the output plane; dm holds XI * tp values and
+// t < tiles <= tp.
+#[allow(clippy::indexing_slicing)]
+fn gradient_transform(tl: &Tiling, tiles: usize, dy: &[f32], stride: usize, dm: &mut [f32]) {
+    let tp = padded(tiles);
+    let [oh, ow] = tl.out;
+    let mut cursor = Cursor::new(tl);
+    for t in 0..tiles {
+        let (img, oy, ox) = cursor.next_origin();
+        let base = img * stride;
+        if oy + M <= oh && ox + M <= ow {
+            // The whole tile is in the plane: four rows of four, no checks per value.
+            for r in 0..M {
+                let src: &[f32; M] = dy[base + (oy + r) * ow + ox..]
+                    .first_chunk()
+                    .unwrap_or(&[0.0; M]);
+                for (s, &value) in src.iter().enumerate() {
+                    dm[row_of(r, s) * tp + t] = value;
+                }
+            }
+            continue;
+        }
+        for r in 0..M {
+            let src = base + (oy + r) * ow + ox;
+            for s in 0..M {
+                dm[row_of(r, s) * tp + t] = if oy + r < oh && ox + s < ow {
+                    dy[src + s]
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    zero_pad_lanes(tiles, tp, dm);
+    gradient_transform_in_place(tiles, tp, dm);
 }
 
 /// [`gradient_transform`] of the output gradient of a 2x2, stride-2 max pooling of the
 /// output: `dy` (the pooled gradient) and `arg` (each window's arg-max inside the `oh x ow`
 /// plane, as [`forward_pooled`] returns them) start at that channel's pooled plane in the
 /// chunk's first image (image `i`'s at `i * stride`). Each tile's 4x4 gradient is rebuilt in
-/// registers: the window's value at its arg-max, zero elsewhere.
+/// the gather pass: the window's value at its arg-max, zero elsewhere.
 // Indexes kept (hot loop): py < oh / 2 and px < ow / 2, inside the pooled plane; an arg-max
-// outside its window is ignored rather than trusted.
+// outside its window is ignored rather than trusted; t < tiles <= tp.
 #[allow(clippy::indexing_slicing)]
 fn gradient_transform_pooled(
     tl: &Tiling,
@@ -667,47 +732,42 @@ fn gradient_transform_pooled(
     let tp = padded(tiles);
     let [oh, ow] = tl.out;
     let (ph, pw) = (oh / 2, ow / 2);
-    let mut d = Patch::default();
     let mut cursor = Cursor::new(tl);
-    for t0 in (0..tiles).step_by(LANES) {
-        let n = LANES.min(tiles - t0);
-        for l in 0..n {
-            let (img, oy, ox) = cursor.next_origin();
-            let base = img * stride;
-            for row in d.iter_mut().take(M) {
-                for cell in row.iter_mut().take(M) {
-                    cell.0[l] = 0.0;
-                }
+    for t in 0..tiles {
+        let (img, oy, ox) = cursor.next_origin();
+        let base = img * stride;
+        let mut d = [[0.0f32; M]; M];
+        for wy in 0..M / 2 {
+            let py = oy / 2 + wy;
+            if py >= ph {
+                break;
             }
-            for wy in 0..M / 2 {
-                let py = oy / 2 + wy;
-                if py >= ph {
+            for wx in 0..M / 2 {
+                let px = ox / 2 + wx;
+                if px >= pw {
                     break;
                 }
-                for wx in 0..M / 2 {
-                    let px = ox / 2 + wx;
-                    if px >= pw {
-                        break;
-                    }
-                    let p = base + py * pw + px;
-                    let origin = (oy + 2 * wy) * ow + ox + 2 * wx;
-                    let off = (arg[p] as usize).wrapping_sub(origin);
-                    let (r, s) = if off >= ow {
-                        (2 * wy + 1, (2 * wx).wrapping_add(off - ow))
-                    } else {
-                        (2 * wy, 2 * wx + off)
-                    };
-                    if r < M && s < 2 * wx + 2 {
-                        d[r][s].0[l] = dy[p];
-                    }
+                let p = base + py * pw + px;
+                let origin = (oy + 2 * wy) * ow + ox + 2 * wx;
+                let off = (arg[p] as usize).wrapping_sub(origin);
+                let (r, s) = if off >= ow {
+                    (2 * wy + 1, (2 * wx).wrapping_add(off - ow))
+                } else {
+                    (2 * wy, 2 * wx + off)
+                };
+                if r < M && s < 2 * wx + 2 {
+                    d[r][s] = dy[p];
                 }
             }
         }
-        two_d!(&mut d, a, 4, 6);
-        for (xi, lanes) in d.iter().flatten().enumerate() {
-            store(&mut dm[xi * tp + t0..], lanes, n);
+        for (r, row) in d.iter().enumerate() {
+            for (s, &value) in row.iter().enumerate() {
+                dm[row_of(r, s) * tp + t] = value;
+            }
         }
     }
+    zero_pad_lanes(tiles, tp, dm);
+    gradient_transform_in_place(tiles, tp, dm);
 }
 
 /// Input-gradient fold `dx += B dV Bᵀ` of one channel of a chunk: `dv` holds its `[ξ][tile]`
@@ -800,6 +860,50 @@ fn each_channel(rows: &mut [f32], tp: usize, par: bool, f: impl Fn(usize, &mut [
     }
 }
 
+/// Where a chunk's forward products `M[ξ]` (`c_out x tiles` each) lie in the scratch buffer.
+/// By channel (`[c_out][ξ][tile]`, row ξ of channel c at `(c * XI + ξ) * tp`) when chunks run
+/// in parallel: each channel's rows are close together for the output pass. By position
+/// (`[ξ][c_out][tile]`, one block per ξ) when one chunk is split across threads, so that each
+/// thread writes whole blocks; the blocks are one cache line longer than their rows, so that
+/// the 36 rows of a channel do not share a cache set.
+#[derive(Clone, Copy)]
+struct Products {
+    tp: usize,
+    /// Values per ξ block (by position), 0 by channel.
+    block: usize,
+    c_out: usize,
+}
+
+impl Products {
+    fn new(c_out: usize, tp: usize, by_position: bool) -> Self {
+        Self {
+            tp,
+            block: if by_position { c_out * tp + 16 } else { 0 },
+            c_out,
+        }
+    }
+
+    /// Values the products take.
+    fn len(&self) -> usize {
+        if self.block > 0 {
+            XI * self.block
+        } else {
+            self.c_out * XI * self.tp
+        }
+    }
+
+    /// Channel `c`'s rows: the slice from its ξ = 0 row, and the stride between its rows.
+    // c < c_out: the row lies inside the buffer of len() values.
+    #[allow(clippy::indexing_slicing)]
+    fn channel<'a>(&self, m: &'a [f32], c: usize) -> (&'a [f32], usize) {
+        if self.block > 0 {
+            (&m[c * self.tp..], self.block)
+        } else {
+            (&m[c * XI * self.tp..], self.tp)
+        }
+    }
+}
+
 /// Forward pass of a geometry [`supports`] accepts: `y[n, c_out, oh, ow]` from
 /// `x[n, c_in, h, w]`, `weight[c_out, c_in, 3, 3]` and an optional `bias[c_out]`, with ReLU
 /// applied in the output pass when `relu`. Same contract as [`super::conv::forward`].
@@ -864,10 +968,10 @@ fn forward_impl(
     let split = Chunking::new(&tl);
     let inner = split.inner;
     let bias_of = |c: usize| bias.map_or(0.0, |b| b[c]);
-    // The output pass of channel c: its transformed rows `mc` into its plane.
+    // The output pass of channel c: its transformed rows `mc` (row ξ at `ξ * rs`) into its plane.
     let output = |c: usize,
                   tiles: usize,
-                  mc: &[f32],
+                  mc: (&[f32], usize),
                   plane: &mut [f32],
                   arg: Option<&mut [u32]>| match arg {
         Some(arg) => output_transform_pooled(&tl, tiles, mc, bias_of(c), relu, plane, arg, out_len),
@@ -878,27 +982,31 @@ fn forward_impl(
         let tiles = images.len() * tl.per_image();
         let tp = padded(tiles);
         let x_chunk = &x[images.start * in_len..images.end * in_len];
-        let (v_len, m_len) = (g.c_in * XI * tp, g.c_out * XI * tp);
-        with_scratch(v_len + m_len, |scratch| {
+        let layout = Products::new(g.c_out, tp, inner);
+        let v_len = g.c_in * XI * tp;
+        with_scratch(v_len + layout.len(), |scratch| {
             let (v, m) = scratch.split_at_mut(v_len);
             each_channel(v, tp, inner, |c, vc| {
                 input_transform(&tl, tiles, &x_chunk[c * plane_in..], in_len, vc);
             });
-            for xi in 0..XI {
-                // M[ξ] (c_out x tiles) = U[ξ] (c_out x c_in) x V[ξ] (c_in x tiles)
+            // M[ξ] (c_out x tiles) = U[ξ] (c_out x c_in) x V[ξ] (c_in x tiles)
+            let product = |xi: usize, dst: &mut [f32], rs: usize, par: bool| {
                 let uxi = op(&u[xi * g.c_out * g.c_in..], [g.c_in, 1]);
                 let vxi = op(&v[xi * tp..], [XI * tp, 1]);
-                let dst = &mut m[xi * tp..];
-                matmul(
-                    [g.c_out, tiles, g.c_in],
-                    dst,
-                    XI * tp,
-                    false,
-                    uxi,
-                    vxi,
-                    inner,
-                );
+                matmul([g.c_out, tiles, g.c_in], dst, rs, false, uxi, vxi, par);
+            };
+            if inner {
+                // Too few chunks for the threads: the 36 gemms run side by side, each on one
+                // thread (one small gemm split across threads costs more than it saves).
+                m.par_chunks_mut(layout.block)
+                    .enumerate()
+                    .for_each(|(xi, mxi)| product(xi, mxi, tp, false));
+            } else {
+                for xi in 0..XI {
+                    product(xi, &mut m[xi * tp..], XI * tp, false);
+                }
             }
+            let m = &*m;
             if inner && images.len() == 1 {
                 // One image: its channel planes in parallel.
                 let args: Vec<Option<&mut [u32]>> = match arg_chunk.as_deref_mut() {
@@ -908,14 +1016,15 @@ fn forward_impl(
                 y_chunk
                     .par_chunks_mut(plane_out)
                     .zip(args)
-                    .zip(m.par_chunks(XI * tp))
                     .enumerate()
-                    .for_each(|(c, ((plane, arg), mc))| output(c, tiles, mc, plane, arg));
+                    .for_each(|(c, (plane, arg))| {
+                        output(c, tiles, layout.channel(m, c), plane, arg)
+                    });
             } else {
-                for (c, mc) in m.chunks_exact(XI * tp).enumerate() {
+                for c in 0..g.c_out {
                     let plane = &mut y_chunk[c * plane_out..];
                     let arg = arg_chunk.as_deref_mut().map(|a| &mut a[c * plane_out..]);
-                    output(c, tiles, mc, plane, arg);
+                    output(c, tiles, layout.channel(m, c), plane, arg);
                 }
             }
         });
