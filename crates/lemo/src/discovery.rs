@@ -632,10 +632,21 @@ impl Discovery {
         } else {
             0.0
         };
-        if t.max_wall_seconds
-            .is_some_and(|m| seconds >= m || seconds + next > m)
-        {
-            return Some(StopReason::WallClock { seconds });
+        if let Some(m) = t.max_wall_seconds {
+            if seconds >= m {
+                return Some(StopReason::WallClock {
+                    seconds,
+                    expected_next: None,
+                    left: None,
+                });
+            }
+            if seconds + next > m {
+                return Some(StopReason::WallClock {
+                    seconds,
+                    expected_next: Some(next),
+                    left: Some(m - seconds),
+                });
+            }
         }
         let kwh = h.search_kwh();
         if t.max_energy_kwh.is_some_and(|m| kwh >= m) {

@@ -121,10 +121,17 @@ pub enum StopReason {
         /// How many.
         iterations: usize,
     },
-    /// The wall-clock budget was spent.
+    /// The wall-clock budget was spent, or what was left of it was expected to be too short
+    /// for the next iteration (`termination.whole_iterations`).
     WallClock {
         /// Seconds spent.
         seconds: f64,
+        /// When budget was left: the next iteration's expected seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_next: Option<f64>,
+        /// When budget was left: the seconds left of it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        left: Option<f64>,
     },
     /// The energy budget was spent.
     Energy {
@@ -148,7 +155,16 @@ impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StopReason::Iterations { iterations } => write!(f, "{iterations} iterations done"),
-            StopReason::WallClock { seconds } => {
+            StopReason::WallClock {
+                seconds,
+                expected_next: Some(next),
+                left: Some(left),
+            } => write!(
+                f,
+                "wall-clock budget: the next iteration (~{next:.0} s expected) would not fit in \
+                 the {left:.0} s left ({seconds:.0} s spent)"
+            ),
+            StopReason::WallClock { seconds, .. } => {
                 write!(f, "wall-clock budget spent ({seconds:.0} s)")
             }
             StopReason::Energy { kwh } => write!(f, "energy budget spent ({kwh:.3e} kWh)"),

@@ -327,10 +327,33 @@ fn whole_iterations_start_only_when_they_fit_the_wall_clock_budget() -> TestResu
             "whole_iterations {whole}: {:?}",
             s.history.search_finished
         );
+        let stop = s.history.search_finished.as_ref().map(|x| &x.0);
         if whole {
             assert!(seconds <= 1.5, "whole iterations overran: {seconds} s");
+            // The stop says why budget was left: the next iteration (~0.6 s) did not fit.
+            let Some(StopReason::WallClock {
+                expected_next: Some(next),
+                left: Some(left),
+                ..
+            }) = stop
+            else {
+                panic!("no expected next iteration in {stop:?}");
+            };
+            assert!(*next > *left && *next >= 0.5, "{next} s vs {left} s left");
+            let text = stop.map(|r| r.to_string()).unwrap_or_default();
+            assert!(text.contains("would not fit"), "{text}");
         } else {
             assert!(seconds > 1.5, "{seconds} s");
+            assert!(
+                matches!(
+                    stop,
+                    Some(StopReason::WallClock {
+                        expected_next: None,
+                        ..
+                    })
+                ),
+                "{stop:?}"
+            );
         }
     }
     Ok(())
@@ -390,7 +413,7 @@ fn wall_clock_and_energy_budgets_stop_the_search() -> TestResult {
         assert_eq!(s.history.iterations.len(), 1, "{budget}");
         let reason = s.history.search_finished.as_ref().map(|x| x.0.clone());
         match (budget, reason) {
-            ("wall", Some(StopReason::WallClock { seconds })) => assert!(seconds > 0.0),
+            ("wall", Some(StopReason::WallClock { seconds, .. })) => assert!(seconds > 0.0),
             ("energy", Some(StopReason::Energy { kwh })) => assert!(kwh > 1e-12),
             (b, other) => panic!("{b} budget: unexpected stop {other:?}"),
         }
