@@ -267,11 +267,25 @@ impl Tiling {
     }
 }
 
-/// Whether the 6x6 input patch whose top-left corner is `(y0, x0)` (padding included) lies
-/// wholly inside the input plane.
-#[inline(always)]
-fn patch_inside(g: &ConvGeometry, y0: isize, x0: isize) -> bool {
-    y0 >= 0 && x0 >= 0 && (y0 as usize) + ALPHA <= g.h && (x0 as usize) + ALPHA <= g.w
+/// Where a tile's 6x6 input patch lies: the offset of its image's plane and the patch's
+/// top-left corner in that plane (padding included, so possibly negative).
+#[derive(Clone, Copy)]
+struct PatchAt {
+    base: usize,
+    y0: isize,
+    x0: isize,
+}
+
+impl PatchAt {
+    /// The index of the patch's first value when the whole patch lies inside the plane (then
+    /// its six rows of six are read or written with no check per value).
+    #[inline(always)]
+    fn first_inside(&self, g: &ConvGeometry) -> Option<usize> {
+        let (y0, x0) = (self.y0, self.x0);
+        let inside =
+            y0 >= 0 && x0 >= 0 && (y0 as usize) + ALPHA <= g.h && (x0 as usize) + ALPHA <= g.w;
+        inside.then(|| self.base + y0 as usize * g.w + x0 as usize)
+    }
 }
 
 /// The tiles of a chunk in order, with their origins found by counting instead of dividing.
@@ -308,6 +322,19 @@ impl Cursor {
             }
         }
         origin
+    }
+
+    /// [`Self::next_origin`] as the current tile's input patch (image `i`'s plane at
+    /// `i * stride`).
+    #[inline(always)]
+    fn next_patch(&mut self, g: &ConvGeometry, stride: usize) -> PatchAt {
+        let (img, oy, ox) = self.next_origin();
+        let [top, left] = g.pad_begin.map(|p| p as isize);
+        PatchAt {
+            base: img * stride,
+            y0: oy as isize - top,
+            x0: ox as isize - left,
+        }
     }
 }
 
@@ -455,15 +482,11 @@ fn row_of(r: usize, s: usize) -> usize {
 fn input_transform(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut [f32]) {
     let g = &tl.g;
     let tp = padded(tiles);
-    let [top, left] = g.pad_begin.map(|p| p as isize);
     let mut cursor = Cursor::new(tl);
     for t in 0..tiles {
-        let (img, oy, ox) = cursor.next_origin();
-        let base = img * stride;
-        let (y0, x0) = (oy as isize - top, ox as isize - left);
-        if patch_inside(g, y0, x0) {
-            // The whole patch is in the image: six rows of six, no checks per value.
-            let first = base + y0 as usize * g.w + x0 as usize;
+        let at = cursor.next_patch(g, stride);
+        let PatchAt { base, y0, x0 } = at;
+        if let Some(first) = at.first_inside(g) {
             for r in 0..ALPHA {
                 let src: &[f32; ALPHA] =
                     x[first + r * g.w..].first_chunk().unwrap_or(&[0.0; ALPHA]);
@@ -778,7 +801,6 @@ fn gradient_transform_pooled(
 fn input_gradient(tl: &Tiling, tiles: usize, dv: &[f32], dx: &mut [f32], stride: usize) {
     let g = &tl.g;
     let tp = padded(tiles);
-    let [top, left] = g.pad_begin.map(|p| p as isize);
     let mut patch = Patch::default();
     let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
@@ -786,12 +808,9 @@ fn input_gradient(tl: &Tiling, tiles: usize, dv: &[f32], dx: &mut [f32], stride:
         load_lanes(&mut patch, dv, tp, t0);
         two_d!(&mut patch, b, 6, 6);
         for l in 0..n {
-            let (img, oy, ox) = cursor.next_origin();
-            let base = img * stride;
-            let (y0, x0) = (oy as isize - top, ox as isize - left);
-            if patch_inside(g, y0, x0) {
-                // The whole patch is in the image: six rows of six, no checks per value.
-                let first = base + y0 as usize * g.w + x0 as usize;
+            let at = cursor.next_patch(g, stride);
+            let PatchAt { base, y0, x0 } = at;
+            if let Some(first) = at.first_inside(g) {
                 for (r, row) in patch.iter().enumerate() {
                     let Some(dst) = dx[first + r * g.w..].first_chunk_mut::<ALPHA>() else {
                         continue;
