@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Each figure is the sum over the four layers of the mean milliseconds of one call.
-//! `LEMO_BENCH_REPEATS` (default 6) sets the calls per layer (64 times as many at batch 1); `LEMO_WINOGRAD=off` measures the
-//! im2col path instead. Compare builds in one run, interleaved (docs/performance.md).
+//! `LEMO_BENCH_REPEATS` (default 6) sets the calls per layer (64 times as many at batch 1);
+//! `LEMO_WINOGRAD=off` measures the im2col path instead. Compare builds in one run, interleaved (docs/performance.md).
 
 use std::time::Instant;
 

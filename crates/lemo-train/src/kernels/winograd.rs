@@ -510,9 +510,7 @@ fn input_transform(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut 
             }
         }
     }
-    for row in v.chunks_exact_mut(tp) {
-        row[tiles..].fill(0.0);
-    }
+    zero_pad_lanes(ALPHA, tiles, tp, v);
     let mut d = Patch::default();
     for t0 in (0..tiles).step_by(LANES) {
         load_lanes(&mut d, v, tp, t0);
@@ -555,8 +553,9 @@ fn bias_relu(out: &mut Patch, bias: f32, relu: bool) {
 }
 
 /// Output transform of one channel of a chunk: `m` holds its `XI` rows (row ξ at
-/// `ξ * row_stride`, see [`load_lanes`]) of `tp` tiles, `y` starts at that channel's plane in the chunk's first image (image `i`'s at
-/// `i * stride`); adds `bias` and applies ReLU when `relu`.
+/// `ξ * row_stride`, see [`load_lanes`]) of `tp` tiles, `y` starts at that channel's plane in
+/// the chunk's first image (image `i`'s at `i * stride`); adds `bias` and applies ReLU when
+/// `relu`.
 // Indexes kept (hot loop): writes stay inside the output plane (oy + r < oh, ox + s < ow).
 #[allow(clippy::indexing_slicing)]
 fn output_transform(
@@ -684,14 +683,15 @@ fn gradient_transform_in_place(tiles: usize, tp: usize, dm: &mut [f32]) {
     }
 }
 
-/// Zeroes the pad lanes (`tiles..tp`) of the rows [`gradient_transform_in_place`] reads.
-// The rows hold tp values each (dm holds XI * tp).
+/// Zeroes the pad lanes (`tiles..tp`) of the rows [`row_of`]`(r, s)`, `r, s < side`, that a
+/// gather pass filled and its in-place transform reads.
+// The rows hold tp values each (rows holds XI * tp).
 #[allow(clippy::indexing_slicing)]
-fn zero_pad_lanes(tiles: usize, tp: usize, dm: &mut [f32]) {
-    for r in 0..M {
-        for s in 0..M {
+fn zero_pad_lanes(side: usize, tiles: usize, tp: usize, rows: &mut [f32]) {
+    for r in 0..side {
+        for s in 0..side {
             let row = row_of(r, s) * tp;
-            dm[row + tiles..row + tp].fill(0.0);
+            rows[row + tiles..row + tp].fill(0.0);
         }
     }
 }
@@ -733,7 +733,7 @@ fn gradient_transform(tl: &Tiling, tiles: usize, dy: &[f32], stride: usize, dm: 
             }
         }
     }
-    zero_pad_lanes(tiles, tp, dm);
+    zero_pad_lanes(M, tiles, tp, dm);
     gradient_transform_in_place(tiles, tp, dm);
 }
 
@@ -789,7 +789,7 @@ fn gradient_transform_pooled(
             }
         }
     }
-    zero_pad_lanes(tiles, tp, dm);
+    zero_pad_lanes(M, tiles, tp, dm);
     gradient_transform_in_place(tiles, tp, dm);
 }
 
@@ -879,47 +879,45 @@ fn each_channel(rows: &mut [f32], tp: usize, par: bool, f: impl Fn(usize, &mut [
     }
 }
 
-/// Where a chunk's forward products `M[ξ]` (`c_out x tiles` each) lie in the scratch buffer.
-/// By channel (`[c_out][ξ][tile]`, row ξ of channel c at `(c * XI + ξ) * tp`) when chunks run
+/// Where a chunk's forward products `M[ξ]` (`c_out x tiles` each) lie in the scratch buffer:
+/// row (c, ξ) at `c * channel + ξ * position`. By channel (`[c_out][ξ][tile]`) when chunks run
 /// in parallel: each channel's rows are close together for the output pass. By position
 /// (`[ξ][c_out][tile]`, one block per ξ) when one chunk is split across threads, so that each
 /// thread writes whole blocks; the blocks are one cache line longer than their rows, so that
 /// the 36 rows of a channel do not share a cache set.
 #[derive(Clone, Copy)]
 struct Products {
-    tp: usize,
-    /// Values per ξ block (by position), 0 by channel.
-    block: usize,
-    c_out: usize,
+    /// Values from one channel's rows to the next's (the gemm's destination row stride).
+    channel: usize,
+    /// Values from one position's rows to the next's (where `M[ξ]` starts).
+    position: usize,
+    /// Values the products take.
+    len: usize,
 }
 
 impl Products {
     fn new(c_out: usize, tp: usize, by_position: bool) -> Self {
-        Self {
-            tp,
-            block: if by_position { c_out * tp + 16 } else { 0 },
-            c_out,
-        }
-    }
-
-    /// Values the products take.
-    fn len(&self) -> usize {
-        if self.block > 0 {
-            XI * self.block
+        if by_position {
+            let block = c_out * tp + 16;
+            Self {
+                channel: tp,
+                position: block,
+                len: XI * block,
+            }
         } else {
-            self.c_out * XI * self.tp
+            Self {
+                channel: XI * tp,
+                position: tp,
+                len: c_out * XI * tp,
+            }
         }
     }
 
     /// Channel `c`'s rows: the slice from its ξ = 0 row, and the stride between its rows.
-    // c < c_out: the row lies inside the buffer of len() values.
+    // c < c_out: the row lies inside the buffer of len values.
     #[allow(clippy::indexing_slicing)]
     fn channel<'a>(&self, m: &'a [f32], c: usize) -> (&'a [f32], usize) {
-        if self.block > 0 {
-            (&m[c * self.tp..], self.block)
-        } else {
-            (&m[c * XI * self.tp..], self.tp)
-        }
+        (&m[c * self.channel..], self.position)
     }
 }
 
@@ -1003,26 +1001,28 @@ fn forward_impl(
         let x_chunk = &x[images.start * in_len..images.end * in_len];
         let layout = Products::new(g.c_out, tp, inner);
         let v_len = g.c_in * XI * tp;
-        with_scratch(v_len + layout.len(), |scratch| {
+        with_scratch(v_len + layout.len, |scratch| {
             let (v, m) = scratch.split_at_mut(v_len);
             each_channel(v, tp, inner, |c, vc| {
                 input_transform(&tl, tiles, &x_chunk[c * plane_in..], in_len, vc);
             });
-            // M[ξ] (c_out x tiles) = U[ξ] (c_out x c_in) x V[ξ] (c_in x tiles)
-            let product = |xi: usize, dst: &mut [f32], rs: usize, par: bool| {
+            // M[ξ] (c_out x tiles) = U[ξ] (c_out x c_in) x V[ξ] (c_in x tiles), into `dst`
+            // from its first row; each gemm on one thread.
+            let product = |xi: usize, dst: &mut [f32]| {
                 let uxi = op(&u[xi * g.c_out * g.c_in..], [g.c_in, 1]);
                 let vxi = op(&v[xi * tp..], [XI * tp, 1]);
-                matmul([g.c_out, tiles, g.c_in], dst, rs, false, uxi, vxi, par);
+                let shape = [g.c_out, tiles, g.c_in];
+                matmul(shape, dst, layout.channel, false, uxi, vxi, false);
             };
             if inner {
-                // Too few chunks for the threads: the 36 gemms run side by side, each on one
-                // thread (one small gemm split across threads costs more than it saves).
-                m.par_chunks_mut(layout.block)
+                // Too few chunks for the threads: the 36 gemms run side by side (one small
+                // gemm split across threads costs more than it saves).
+                m.par_chunks_mut(layout.position)
                     .enumerate()
-                    .for_each(|(xi, mxi)| product(xi, mxi, tp, false));
+                    .for_each(|(xi, mxi)| product(xi, mxi));
             } else {
                 for xi in 0..XI {
-                    product(xi, &mut m[xi * tp..], XI * tp, false);
+                    product(xi, &mut m[xi * layout.position..]);
                 }
             }
             let m = &*m;
