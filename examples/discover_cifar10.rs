@@ -24,12 +24,13 @@
 //!
 //! The defaults are the settings that measured best at 30 minutes (docs/results.md): each
 //! candidate is ranked by a learning curve in epochs (`budget.curve`, docs/training.md),
-//! trained with the `fast_search` recipe for 1 and for 3 epochs (`--curve-epochs E1,E2` sets
+//! trained with the `fast_search` recipe for 1 and for 2 epochs (`--curve-epochs E1,E2` sets
 //! them; each network measured after the same learning, the curve drawn through the measured
 //! times, flip TTA on the validation split as the final training measures; a training is capped
 //! at 30% of the search), and the search's A1 and A2 are the curve's predictions for the final
 //! training's time. An iteration starts only when it is expected to fit in the search's share
-//! (`termination.whole_iterations`). `--curve T1,T2` draws the curve through trainings of T1
+//! (`termination.whole_iterations`), with fewer candidates (the architect's first ones) when
+//! not all K fit (`termination.fit_candidates`). `--curve T1,T2` draws the curve through trainings of T1
 //! and T2 seconds instead; `--fixed-proxy` ranks each candidate by one training of a fixed
 //! time (an eighth of the search, 30 to 240 s), the benchmark's first proxy. The curve's
 //! exponent is 1.0 in epochs and 0.5 in seconds (`lemo_metrics::EPOCH_CURVE_EXPONENT`,
@@ -106,7 +107,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut minutes, mut config, mut baseline) = (None, None, None, true);
     // The defaults are the settings that measured best at 30 minutes (docs/results.md).
-    let (mut curve, mut curve_exponent) = (Some(Curve::Epochs(1, 3)), None);
+    let (mut curve, mut curve_exponent) = (Some(Curve::Epochs(1, 2)), None);
     let (mut candidates, mut search_share) = (4, 0.5);
     let (mut cutout, mut tta_translate, mut with_validation) = (0, None, false);
     while let Some(a) = args.next() {
@@ -452,6 +453,7 @@ fn run(args: &Args) -> Result<String, String> {
         None => {
             config.termination.max_wall_seconds = Some(search);
             config.termination.whole_iterations = true;
+            config.termination.fit_candidates = true;
             "measured".to_string()
         }
     };

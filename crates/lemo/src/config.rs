@@ -381,6 +381,11 @@ pub struct Termination {
     /// in advance (a curve proxy in epochs). Off:
     /// an iteration starts whenever the budget is not yet spent.
     pub whole_iterations: bool,
+    /// With `whole_iterations`: when the next iteration's k candidates are not expected to fit
+    /// in what is left of `max_wall_seconds`, it starts with as many as are (the architect's
+    /// first ones, at least one) instead of the search stopping, so a slower machine still
+    /// searches. Off: the search stops before an iteration that does not fit whole.
+    pub fit_candidates: bool,
     /// Energy budget of the search in kWh (measured, before PUE), summed over iterations.
     pub max_energy_kwh: Option<f64>,
     /// Stop once a candidate reaches every target given.
@@ -397,6 +402,7 @@ impl Default for Termination {
             iterations: 30,
             max_wall_seconds: None,
             whole_iterations: false,
+            fit_candidates: false,
             max_energy_kwh: None,
             targets: Targets::default(),
             stop_when_thresholds_met: false,
@@ -574,6 +580,12 @@ impl RunConfig {
             && (s.is_nan() || s <= 0.0)
         {
             return Err(key_err("termination.max_wall_seconds", "must be positive"));
+        }
+        if t.fit_candidates && !t.whole_iterations {
+            return Err(key_err(
+                "termination.fit_candidates",
+                "needs termination.whole_iterations = true",
+            ));
         }
         if let Some(e) = t.max_energy_kwh
             && (e.is_nan() || e <= 0.0)

@@ -627,10 +627,11 @@ impl Discovery {
             });
         }
         let seconds = h.search_seconds();
-        let next = if t.whole_iterations {
-            self.next_iteration_seconds(h)
-        } else {
-            0.0
+        // What must fit: the whole next iteration, or one candidate when fewer may run.
+        let next = match (t.whole_iterations, t.fit_candidates) {
+            (false, _) => 0.0,
+            (true, false) => self.next_iteration_seconds(h),
+            (true, true) => self.next_candidate_seconds(h),
         };
         if let Some(m) = t.max_wall_seconds {
             if seconds >= m {
@@ -655,12 +656,19 @@ impl Discovery {
         None
     }
 
-    /// The expected length of the next iteration (0 before the first): the larger of the
-    /// finished iterations' largest seconds per candidate and the last iteration's seconds per
-    /// candidate scaled by how much slower the next base network trained than the last one's
-    /// (the base of a search that moved to a wider network costs more to edit), times the next
-    /// iteration's candidates.
+    /// The expected length of the next iteration (0 before the first): the expected seconds of
+    /// one of its candidates times its candidates.
     fn next_iteration_seconds(&self, h: &RunHistory) -> f64 {
+        let next = h.iterations.len() + 1;
+        self.next_candidate_seconds(h) * self.config.search.candidates_in(next) as f64
+    }
+
+    /// The expected seconds of one candidate of the next iteration (0 before the first): the
+    /// larger of the finished iterations' largest seconds per candidate and the last
+    /// iteration's seconds per candidate scaled by how much slower the next base network
+    /// trained than the last one's (the base of a search that moved to a wider network costs
+    /// more to edit).
+    fn next_candidate_seconds(&self, h: &RunHistory) -> f64 {
         let per_candidate = |r: &IterationRecord| r.seconds / r.candidates.len().max(1) as f64;
         let largest = h.iterations.iter().map(per_candidate).fold(0.0, f64::max);
         let kind = self.config.search.base;
@@ -675,8 +683,32 @@ impl Discovery {
             let next = trained(h.base_for(kind, last.iteration + 1)?)?;
             Some(per_candidate(last) * next / before)
         });
-        let next = h.iterations.len() + 1;
-        largest.max(scaled.unwrap_or(0.0)) * self.config.search.candidates_in(next) as f64
+        largest.max(scaled.unwrap_or(0.0))
+    }
+
+    /// How many candidates iteration `n` evaluates: `search.candidates_in(n)`, or with
+    /// `termination.fit_candidates` as many of them as are expected to fit in what is left of
+    /// the wall-clock budget (at least one: `stop_reason` stopped the search before an
+    /// iteration where none fits). A function of the finished iterations only, so a resumed
+    /// iteration keeps its count.
+    fn candidates_for(&self, h: &RunHistory, n: usize) -> usize {
+        let k = self.config.search.candidates_in(n);
+        let t = &self.config.termination;
+        let (true, true, Some(budget)) = (t.whole_iterations, t.fit_candidates, t.max_wall_seconds)
+        else {
+            return k;
+        };
+        let each = self.next_candidate_seconds(h);
+        if each <= 0.0 {
+            return k;
+        }
+        let left = budget - h.search_seconds();
+        let fit = (left / each).floor();
+        if fit.is_finite() && fit >= 1.0 {
+            k.min(fit as usize)
+        } else {
+            1
+        }
     }
 
     /// Whether iterations write the candidate events (`candidate_proposed`, the jobs and every
@@ -716,7 +748,18 @@ impl Discovery {
             )?;
         }
         let scaled = self.scaled();
-        let k = self.config.search.candidates_in(n);
+        let k = self.candidates_for(&lp.history, n);
+        if resumed.is_none() && k < self.config.search.candidates_in(n) {
+            let message = format!(
+                "iteration {n} evaluates {k} of its {} candidates: ~{:.0} s each expected, \
+                 {:.0} s of the search's wall-clock budget left (termination.fit_candidates)",
+                self.config.search.candidates_in(n),
+                self.next_candidate_seconds(&lp.history),
+                self.config.termination.max_wall_seconds.unwrap_or(0.0)
+                    - lp.history.search_seconds(),
+            );
+            self.emit(lp, Event::Warning { message })?;
+        }
         let mut slots: Vec<Slot> = Vec::with_capacity(k);
         for c in 0..k {
             let settled = resumed

@@ -122,11 +122,13 @@ pub enum StopReason {
         iterations: usize,
     },
     /// The wall-clock budget was spent, or what was left of it was expected to be too short
-    /// for the next iteration (`termination.whole_iterations`).
+    /// for the next iteration (`termination.whole_iterations`; with `fit_candidates`, for one
+    /// candidate of it).
     WallClock {
         /// Seconds spent.
         seconds: f64,
-        /// When budget was left: the next iteration's expected seconds.
+        /// When budget was left: the next iteration's expected seconds (one candidate's with
+        /// `termination.fit_candidates`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expected_next: Option<f64>,
         /// When budget was left: the seconds left of it.

@@ -359,6 +359,67 @@ fn whole_iterations_start_only_when_they_fit_the_wall_clock_budget() -> TestResu
     Ok(())
 }
 
+#[test]
+fn fit_candidates_runs_the_candidates_that_fit_instead_of_stopping() -> TestResult {
+    // Candidates of ~0.5 s: the starter alone, then iterations of 3 against a 1.85-s budget.
+    // Whole, the second (~1.5 s) does not fit the ~1.35 s left and the search ends after the
+    // starter; with fit_candidates it runs the 2 that fit, and no third iteration starts.
+    for (fit, want) in [(false, vec![1]), (true, vec![1, 2])] {
+        let tmp = tempfile::tempdir()?;
+        let mut config = quick_config(10, tmp.path());
+        config.final_training.enabled = false;
+        config.search.candidates = 3;
+        config.search.first_candidates = Some(1);
+        config.termination.max_wall_seconds = Some(1.85);
+        config.termination.whole_iterations = true;
+        config.termination.fit_candidates = fit;
+        let data = common::digits(&config);
+        let dir = RunDir::new(tmp.path().join("run"));
+        let s = lemo::Discovery::new(
+            config.clone(),
+            offline(&config),
+            Box::new(Slow::fixed(0.5)),
+            Box::new(lemo_energy::NoMeter),
+            Box::new(lemo_expert::PaperRuleBook),
+        )
+        .with_data(data)
+        .discover_in(dir.clone())?;
+        let counts: Vec<usize> = s
+            .history
+            .iterations
+            .iter()
+            .map(|r| r.candidates.len().max(1))
+            .collect();
+        assert_eq!(counts, want, "fit_candidates {fit}");
+        let seconds = s.history.search_seconds();
+        assert!(
+            seconds <= 1.85,
+            "fit_candidates {fit}: overran ({seconds} s)"
+        );
+        assert!(matches!(
+            s.history.search_finished.as_ref().map(|x| &x.0),
+            Some(StopReason::WallClock { .. })
+        ));
+        // The shortened iteration says so in the journal.
+        let warned = read_journal::<Event>(&dir.journal())?
+            .entries
+            .iter()
+            .any(|e| matches!(&e.event, Event::Warning { message } if message.contains("evaluates 2 of its 3 candidates")));
+        assert_eq!(warned, fit, "fit_candidates {fit}");
+    }
+    // Without whole_iterations the key means nothing: a config error naming it.
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(10, tmp.path());
+    config.termination.fit_candidates = true;
+    let err = config
+        .validate()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("termination.fit_candidates"), "{err}");
+    Ok(())
+}
+
 /// A digits network whose conv layer has `filters` filters (20 * filters + 10 parameters).
 fn net_with(filters: usize) -> String {
     format!(
