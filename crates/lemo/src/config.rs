@@ -384,7 +384,9 @@ pub struct Termination {
     /// With `whole_iterations`: when the next iteration's k candidates are not expected to fit
     /// in what is left of `max_wall_seconds`, it starts with as many as are (the architect's
     /// first ones, at least one) instead of the search stopping, so a slower machine still
-    /// searches. Off: the search stops before an iteration that does not fit whole.
+    /// searches. Off: the search stops before an iteration that does not fit whole (and the
+    /// key is left out of a written config).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fit_candidates: bool,
     /// Energy budget of the search in kWh (measured, before PUE), summed over iterations.
     pub max_energy_kwh: Option<f64>,
