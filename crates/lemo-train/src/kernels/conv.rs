@@ -260,7 +260,7 @@ pub(super) fn op(data: &[f32], strides: [usize; 2]) -> Operand<'_> {
 }
 
 /// `dst[m, n] (+)= lhs[m, k] x rhs[k, n]`, `dst` row-major with row stride `dst_rs`.
-#[allow(clippy::too_many_arguments, unsafe_code)]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn matmul(
     [m, n, k]: [usize; 3],
     dst: &mut [f32],
@@ -273,11 +273,38 @@ pub(super) fn matmul(
     if m == 0 || n == 0 {
         return;
     }
-    let (lhs, lhs_strides, rhs, rhs_strides) = (lhs.data, lhs.strides, rhs.data, rhs.strides);
     assert!(
         dst_rs >= n && dst.len() > (m - 1) * dst_rs + (n - 1),
         "matmul: destination too small"
     );
+    // SAFETY: the assert keeps every element written inside `dst`, which is borrowed mutably,
+    // so nothing else reads or writes it meanwhile.
+    #[allow(unsafe_code)]
+    unsafe {
+        let dst = dst.as_mut_ptr();
+        matmul_to([m, n, k], dst, dst_rs, accumulate, lhs, rhs, parallel);
+    }
+}
+
+/// [`matmul`] into a raw destination: the gemm call behind it, with the operands checked.
+///
+/// # Safety
+/// `dst` must be valid for writes at `dst + i * dst_rs + j` for every `i < m`, `j < n`, and no
+/// other thread may read or write those elements during the call.
+#[allow(clippy::too_many_arguments, unsafe_code)]
+unsafe fn matmul_to(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Operand<'_>,
+    rhs: Operand<'_>,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (lhs, lhs_strides, rhs, rhs_strides) = (lhs.data, lhs.strides, rhs.data, rhs.strides);
     assert!(lhs.len() > (m.max(1) - 1) * lhs_strides[0] + (k.max(1) - 1) * lhs_strides[1]);
     assert!(rhs.len() > (k.max(1) - 1) * rhs_strides[0] + (n.max(1) - 1) * rhs_strides[1]);
     let par = if parallel {
@@ -285,14 +312,15 @@ pub(super) fn matmul(
     } else {
         Parallelism::None
     };
-    // SAFETY: the asserts above keep every index the gemm reads or writes inside the slices
-    // (row-major dst with row stride dst_rs), and dst does not alias lhs or rhs (&mut vs &).
+    // SAFETY: the asserts above keep every index the gemm reads inside lhs and rhs; the caller
+    // guarantees the written elements of dst (row-major, row stride dst_rs) and that no one
+    // else touches them, so dst does not alias lhs or rhs (shared borrows).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_rs as isize,
             accumulate,
@@ -387,15 +415,17 @@ pub(super) fn forward_im2col(
     let w = op(weight, [k, 1]);
     let image = |(img, out): (usize, &mut [f32])| {
         let x_img = nth_image(x, img, in_len);
+        if par && k > 0 && k * p <= MAX_TILE {
+            split_image(g, [oh, ow], k, x_img, weight, bias, relu, out);
+            return;
+        }
         if let Some(b) = bias {
             for (plane, &v) in out.chunks_mut(p).zip(b) {
                 plane.fill(v);
             }
         }
         let acc = bias.is_some();
-        if par && k > 0 && k * p <= MAX_TILE {
-            split_image(g, [oh, ow], k, x_img, weight, out, acc);
-        } else if g.is_pointwise() {
+        if g.is_pointwise() {
             matmul([g.c_out, p, k], out, p, acc, w, op(x_img, [p, 1]), par);
         } else {
             for rows in bands(k, oh, ow) {
@@ -410,57 +440,116 @@ pub(super) fn forward_im2col(
             }
         }
         if relu {
-            // NaN stays NaN (as with burn's relu), so divergence stays visible.
-            out.iter_mut()
-                .for_each(|v| *v = if v.is_nan() || *v > 0.0 { *v } else { 0.0 });
+            relu_in_place(out);
         }
     };
     y.par_chunks_mut(out_len).enumerate().for_each(image);
     y
 }
 
+/// `max(v, 0)` in place; NaN stays NaN (as with burn's relu), so divergence stays visible.
+fn relu_in_place(v: &mut [f32]) {
+    v.iter_mut()
+        .for_each(|v| *v = if v.is_nan() || *v > 0.0 { *v } else { 0.0 });
+}
+
 /// One image's convolution across all threads, for batches smaller than the thread count (the
-/// batch-1 inference of a deployed model): im2col split by input channels, then the gemm split
-/// by output channels, each thread running a serial gemm on its rows of `out` (bias, if any,
-/// already in `out` with `acc`). Two flat parallel loops instead of a serial im2col and a gemm
-/// that splits itself.
+/// batch-1 inference of a deployed model), bias and ReLU included. A pointwise convolution
+/// splits its gemm by output channels. Any other splits the output rows into one band per
+/// thread: each thread writes the im2col of its band into its own scratch and runs a serial
+/// gemm of every output channel on it, writing the band's columns of `out`, so there is one
+/// parallel step, and each thread's gemm reads the columns it just wrote, from its own cache.
+#[allow(clippy::too_many_arguments)]
 fn split_image(
     g: &ConvGeometry,
     [oh, ow]: [usize; 2],
     k: usize,
     x_img: &[f32],
     weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
     out: &mut [f32],
-    acc: bool,
 ) {
     let p = oh * ow;
     let threads = rayon::current_num_threads().max(1);
-    let rows = g.c_out.div_ceil(threads).max(1);
-    let mut gemm_rows = |col: &[f32]| {
+    let acc = bias.is_some();
+    if g.is_pointwise() {
+        let rows = g.c_out.div_ceil(threads).max(1);
         out.par_chunks_mut(rows * p)
             .zip(weight.par_chunks(rows * k))
-            .for_each(|(o, w)| {
-                let m = o.len() / p;
-                matmul([m, p, k], o, p, acc, op(w, [k, 1]), op(col, [p, 1]), false);
+            .enumerate()
+            .for_each(|(i, (o, w))| {
+                if let Some(b) = bias {
+                    let b = b.iter().skip(i * rows);
+                    o.chunks_mut(p).zip(b).for_each(|(plane, &v)| plane.fill(v));
+                }
+                let (m, cols) = (o.len() / p, op(x_img, [p, 1]));
+                matmul([m, p, k], o, p, acc, op(w, [k, 1]), cols, false);
+                if relu {
+                    relu_in_place(o);
+                }
             });
-    };
-    if g.is_pointwise() {
-        gemm_rows(x_img);
         return;
     }
-    let [kh, kw] = g.kernel;
-    let per_channel = kh * kw * p;
-    let channels = g.c_in.div_ceil(threads).max(1);
-    with_scratch(k * p, |col| {
-        col.par_chunks_mut(channels * per_channel)
-            .enumerate()
-            .for_each(|(i, block)| {
-                let first = i * channels;
-                let last = (first + channels).min(g.c_in);
-                im2col_channels(g, first..last, 0..oh, ow, x_img, block);
-            });
-        gemm_rows(col);
+    assert_eq!(out.len(), g.c_out * p, "split_image: output length");
+    let band = oh.div_ceil(threads).max(1);
+    let dst = SharedOut(out.as_mut_ptr());
+    let w = op(weight, [k, 1]);
+    (0..oh.div_ceil(band)).into_par_iter().for_each(|b| {
+        let rows = b * band..((b + 1) * band).min(oh);
+        let (p0, pt) = (rows.start * ow, rows.len() * ow);
+        // This band's part of output channel c: `out[c * p + p0..][..pt]`.
+        // SAFETY: `out` holds c_out rows of p elements (asserted above) and stays borrowed
+        // mutably for this whole parallel loop without being used; p0 + pt <= p, and the
+        // bands' column ranges p0..p0 + pt are disjoint, so each segment is this thread's
+        // alone while the slice lives.
+        #[allow(unsafe_code)]
+        let segment = |c: usize| unsafe { std::slice::from_raw_parts_mut(dst.at(c * p + p0), pt) };
+        if let Some(b) = bias {
+            for (c, &v) in b.iter().enumerate().take(g.c_out) {
+                segment(c).fill(v);
+            }
+        }
+        with_scratch(k * pt, |col| {
+            im2col(g, rows, ow, x_img, col);
+            // SAFETY: as for `segment`: the gemm writes elements `c * p + p0 + j` (c < c_out,
+            // j < pt) of `out`, this band's alone.
+            #[allow(unsafe_code)]
+            unsafe {
+                matmul_to(
+                    [g.c_out, pt, k],
+                    dst.at(p0),
+                    p,
+                    acc,
+                    w,
+                    op(col, [pt, 1]),
+                    false,
+                );
+            }
+        });
+        if relu {
+            (0..g.c_out).for_each(|c| relu_in_place(segment(c)));
+        }
     });
+}
+
+/// The start of an output buffer that the bands of [`split_image`] write, each only its own
+/// columns.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: the pointer is only used by split_image's bands, which write disjoint elements of a
+// buffer that outlives them (see there).
+#[allow(unsafe_code)]
+unsafe impl Send for SharedOut {}
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The element `offset` places on.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
 }
 
 /// Gradients of one convolution.
@@ -794,9 +883,9 @@ pub(super) mod tests {
 
     /// The gradients are the adjoints of the (linear) forward map: for a random `dy`,
     /// `<dy, conv(x, w)> = <dx, x> = <dw, w>`, and the bias gradient is dy summed per channel.
-    /// Batches smaller than the thread count (batch-1 inference) split one image's im2col by
-    /// input channels and its gemm by output channels: uneven splits included (5 output and 4
-    /// input channels over 3 and 4 threads), pointwise and strided geometries too.
+    /// Batches smaller than the thread count (batch-1 inference) split one image's output rows
+    /// into one band per thread (a pointwise convolution its gemm by output channels): uneven
+    /// splits included (over 3 and 4 threads), pointwise and strided geometries too.
     #[test]
     fn small_batches_split_across_threads_match_the_naive_convolution() {
         for threads in [3, 4] {
