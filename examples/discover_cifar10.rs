@@ -278,6 +278,7 @@ impl RunObserver for Progress {
                     ""
                 }
             )),
+            Event::Warning { message } => self.say(&format!("warning: {message}")),
             Event::SearchFinished {
                 reason,
                 best_iteration,

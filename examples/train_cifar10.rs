@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release --example train_cifar10 -- DATA_DIR --seconds 1034 [--cutout N] \
-//!     [--tta-translate N] [--with-validation] [--save DIR] NETWORK...
+//!     [--tta-translate N] [--with-validation] [--seeds S1,S2,...] [--save DIR] NETWORK...
 //! cargo run --release --example train_cifar10 -- DATA_DIR --evaluate SAVED_DIR...
 //! ```
 //!
@@ -16,10 +16,14 @@
 //! augmentation (`tta_translate`, 2 pixels in `fast_final`; 0 switches it off).
 //! `--with-validation` trains on the training and validation images together, as
 //! `discover_cifar10 --with-validation` does its final training (its `val_accuracy` is then not
-//! held out). `--save DIR`
+//! held out). `--seeds S1,S2,...` trains every network once per seed (the training seed:
+//! initial weights, batch order, augmentation), seed by seed so that the networks alternate,
+//! for repeated draws of the same comparison (`fast_final`'s seed when not given). `--save DIR`
 //! writes each trained network (graph, normalisation, evaluation and weights,
-//! `TrainedModel::save`) to `DIR/<k>-<name>`. One line per network:
-//! `train_cifar10 network=NAME params=P seconds=S epochs=E train_accuracy=A1 val_accuracy=A2 test_accuracy=T`.
+//! `TrainedModel::save`) to `DIR/<k>-<name>`. One line per training:
+//! `train_cifar10 network=NAME params=P seconds=S epochs=E train_accuracy=A1 val_accuracy=A2 test_accuracy=T seed=K`,
+//! and with two seeds or more one line per network over its draws:
+//! `train_cifar10 network=NAME draws=N test_mean=M test_sd=D val_mean=M2`.
 //!
 //! `--evaluate` loads networks saved with `--save` instead and measures validation and test
 //! accuracy under each test-time augmentation (none, flip, flip with translate 1 and 2), one
@@ -39,7 +43,7 @@ use lemo_train::{
 };
 
 const USAGE: &str = "usage: train_cifar10 DATA_DIR --seconds S [--cutout N] [--tta-translate N] \
-                     [--with-validation] [--save DIR] NETWORK... (a JSON file or `starter`)\n       \
+                     [--with-validation] [--seeds S1,S2,...] [--save DIR] NETWORK... (a JSON file or `starter`)\n       \
                      train_cifar10 DATA_DIR --evaluate SAVED_DIR...";
 
 /// What the command line asks for.
@@ -52,6 +56,8 @@ struct Args {
     tta_translate: Option<u32>,
     /// Train on the training and validation images together.
     with_validation: bool,
+    /// Training seeds, each network trained once per seed (empty: the recipe's own).
+    seeds: Vec<u64>,
     save: Option<PathBuf>,
     /// The NETWORKs are folders of saved networks to evaluate.
     evaluate: bool,
@@ -78,7 +84,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut seconds, mut networks) = (None, None, Vec::new());
     let (mut cutout, mut tta_translate, mut save, mut evaluate) = (0, None, None, false);
-    let mut with_validation = false;
+    let (mut with_validation, mut seeds) = (false, Vec::new());
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => {
@@ -96,6 +102,14 @@ fn parse_args() -> Result<Args, String> {
                 tta_translate = Some(common::value(&mut args, "--tta-translate", what)?);
             }
             "--save" => save = Some(PathBuf::from(args.next().ok_or("--save needs a folder")?)),
+            "--seeds" => {
+                let list = args.next().ok_or("--seeds needs a list such as 1,2,3")?;
+                seeds = list
+                    .split(',')
+                    .map(|v| v.trim().parse::<u64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| format!("--seeds {list}: give whole numbers such as 1,2,3"))?;
+            }
             "--evaluate" => evaluate = true,
             "--with-validation" => with_validation = true,
             "-h" | "--help" => return Err(String::new()),
@@ -116,6 +130,7 @@ fn parse_args() -> Result<Args, String> {
         cutout,
         tta_translate,
         with_validation,
+        seeds,
         save,
         evaluate,
         networks,
@@ -161,47 +176,89 @@ fn run(args: &Args) -> Result<(), String> {
         classes: splits.train.classes(),
         limits: Limits::default(),
     };
-    for (k, name) in names.iter().enumerate() {
-        let graph = ValidatedGraph::new(network(name, &task)?, &task)
-            .map_err(|e| format!("{name}: {e}"))?;
-        eprintln!(
-            "{name}: {} parameters, {seconds} s, cutout {}, tta_translate {}, {} training images, \
-             {} validation images",
-            graph.params(),
-            args.cutout,
-            recipe.tta_translate,
-            splits.train.len(),
-            splits.val.len()
-        );
-        let start = Instant::now();
-        let mut trainer = BurnTrainer::new();
-        let r = trainer
-            .train(&graph, &splits, &recipe, &NoMeter, &mut Epochs)
-            .map_err(|e| format!("{name}: {e}"))?;
-        if let Some(root) = &args.save {
-            let stem = Path::new(name)
-                .file_stem()
-                .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned());
-            let dir = root.join(format!("{k}-{stem}"));
-            trainer
-                .save_last(&dir)
-                .map_err(|e| format!("{name}: saving to {}: {e}", dir.display()))?;
-            eprintln!("{name}: saved to {}", dir.display());
+    let seeds = if args.seeds.is_empty() {
+        vec![recipe.seed]
+    } else {
+        args.seeds.clone()
+    };
+    // Each network's (test, validation) accuracy per draw.
+    let mut draws: Vec<Vec<(f64, f64)>> = vec![Vec::new(); names.len()];
+    let mut k = 0;
+    for &seed in &seeds {
+        recipe.seed = seed;
+        for (i, name) in names.iter().enumerate() {
+            let graph = ValidatedGraph::new(network(name, &task)?, &task)
+                .map_err(|e| format!("{name}: {e}"))?;
+            eprintln!(
+                "{name}: {} parameters, {seconds} s, seed {seed}, cutout {}, tta_translate {}, \
+                 {} training images, {} validation images",
+                graph.params(),
+                args.cutout,
+                recipe.tta_translate,
+                splits.train.len(),
+                splits.val.len()
+            );
+            let start = Instant::now();
+            let mut trainer = BurnTrainer::new();
+            let r = trainer
+                .train(&graph, &splits, &recipe, &NoMeter, &mut Epochs)
+                .map_err(|e| format!("{name}: {e}"))?;
+            if let Some(root) = &args.save {
+                let stem = Path::new(name)
+                    .file_stem()
+                    .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned());
+                let dir = root.join(format!("{k}-{stem}"));
+                trainer
+                    .save_last(&dir)
+                    .map_err(|e| format!("{name}: saving to {}: {e}", dir.display()))?;
+                eprintln!("{name}: saved to {}", dir.display());
+            }
+            k += 1;
+            let test = r
+                .test_accuracy
+                .map_or_else(|| "none".to_string(), |a| format!("{a:.4}"));
+            if let Some(t) = r.test_accuracy {
+                draws[i].push((t, r.val_accuracy));
+            }
+            println!(
+                "train_cifar10 network={name} params={} seconds={:.0} epochs={} \
+                 train_accuracy={:.4} val_accuracy={:.4} test_accuracy={test} seed={seed}",
+                graph.params(),
+                start.elapsed().as_secs_f64(),
+                r.history.len(),
+                r.train_accuracy,
+                r.val_accuracy
+            );
         }
-        let test = r
-            .test_accuracy
-            .map_or_else(|| "none".to_string(), |a| format!("{a:.4}"));
-        println!(
-            "train_cifar10 network={name} params={} seconds={:.0} epochs={} train_accuracy={:.4} \
-             val_accuracy={:.4} test_accuracy={test}",
-            graph.params(),
-            start.elapsed().as_secs_f64(),
-            r.history.len(),
-            r.train_accuracy,
-            r.val_accuracy
-        );
+    }
+    if seeds.len() > 1 {
+        for (name, d) in names.iter().zip(&draws) {
+            let tests: Vec<f64> = d.iter().map(|x| x.0).collect();
+            let vals: Vec<f64> = d.iter().map(|x| x.1).collect();
+            let (mean, sd) = mean_sd(&tests);
+            println!(
+                "train_cifar10 network={name} draws={} test_mean={mean:.4} test_sd={sd:.4} \
+                 val_mean={:.4}",
+                d.len(),
+                mean_sd(&vals).0
+            );
+        }
     }
     Ok(())
+}
+
+/// The mean and the sample standard deviation (0 for fewer than two values).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return (f64::NAN, 0.0);
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
 }
 
 /// Validation and test accuracy of the network saved in `dir` under each test-time augmentation.
