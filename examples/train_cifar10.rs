@@ -181,14 +181,18 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         args.seeds.clone()
     };
+    // Every network read and validated once, before the first training.
+    let graphs = names
+        .iter()
+        .map(|name| {
+            ValidatedGraph::new(network(name, &task)?, &task).map_err(|e| format!("{name}: {e}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     // Each network's (test, validation) accuracy per draw.
     let mut draws: Vec<Vec<(f64, f64)>> = vec![Vec::new(); names.len()];
-    let mut k = 0;
-    for &seed in &seeds {
+    for (s, &seed) in seeds.iter().enumerate() {
         recipe.seed = seed;
-        for (i, name) in names.iter().enumerate() {
-            let graph = ValidatedGraph::new(network(name, &task)?, &task)
-                .map_err(|e| format!("{name}: {e}"))?;
+        for (i, (name, graph)) in names.iter().zip(&graphs).enumerate() {
             eprintln!(
                 "{name}: {} parameters, {seconds} s, seed {seed}, cutout {}, tta_translate {}, \
                  {} training images, {} validation images",
@@ -201,19 +205,18 @@ fn run(args: &Args) -> Result<(), String> {
             let start = Instant::now();
             let mut trainer = BurnTrainer::new();
             let r = trainer
-                .train(&graph, &splits, &recipe, &NoMeter, &mut Epochs)
+                .train(graph, &splits, &recipe, &NoMeter, &mut Epochs)
                 .map_err(|e| format!("{name}: {e}"))?;
             if let Some(root) = &args.save {
                 let stem = Path::new(name)
                     .file_stem()
                     .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned());
-                let dir = root.join(format!("{k}-{stem}"));
+                let dir = root.join(format!("{}-{stem}", s * names.len() + i));
                 trainer
                     .save_last(&dir)
                     .map_err(|e| format!("{name}: saving to {}: {e}", dir.display()))?;
                 eprintln!("{name}: saved to {}", dir.display());
             }
-            k += 1;
             let test = r
                 .test_accuracy
                 .map_or_else(|| "none".to_string(), |a| format!("{a:.4}"));
