@@ -639,6 +639,7 @@ impl Discovery {
                     seconds,
                     expected_next: None,
                     left: None,
+                    one_candidate: false,
                 });
             }
             if seconds + next > m {
@@ -646,6 +647,7 @@ impl Discovery {
                     seconds,
                     expected_next: Some(next),
                     left: Some(m - seconds),
+                    one_candidate: t.whole_iterations && t.fit_candidates,
                 });
             }
         }

@@ -134,6 +134,10 @@ pub enum StopReason {
         /// When budget was left: the seconds left of it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         left: Option<f64>,
+        /// Whether `expected_next` is one candidate's seconds (`termination.fit_candidates`)
+        /// rather than the whole iteration's.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        one_candidate: bool,
     },
     /// The energy budget was spent.
     Energy {
@@ -161,10 +165,16 @@ impl std::fmt::Display for StopReason {
                 seconds,
                 expected_next: Some(next),
                 left: Some(left),
+                one_candidate,
             } => write!(
                 f,
-                "wall-clock budget: the next iteration (~{next:.0} s expected) would not fit in \
-                 the {left:.0} s left ({seconds:.0} s spent)"
+                "wall-clock budget: {} (~{next:.0} s expected) would not fit in the {left:.0} s \
+                 left ({seconds:.0} s spent)",
+                if *one_candidate {
+                    "one candidate of the next iteration"
+                } else {
+                    "the next iteration"
+                }
             ),
             StopReason::WallClock { seconds, .. } => {
                 write!(f, "wall-clock budget spent ({seconds:.0} s)")

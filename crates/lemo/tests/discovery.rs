@@ -396,10 +396,19 @@ fn fit_candidates_runs_the_candidates_that_fit_instead_of_stopping() -> TestResu
             seconds <= 1.85,
             "fit_candidates {fit}: overran ({seconds} s)"
         );
-        assert!(matches!(
-            s.history.search_finished.as_ref().map(|x| &x.0),
-            Some(StopReason::WallClock { .. })
-        ));
+        let stop = s.history.search_finished.as_ref().map(|x| &x.0);
+        assert!(
+            matches!(stop, Some(StopReason::WallClock { one_candidate, .. }) if *one_candidate == fit),
+            "fit_candidates {fit}: {stop:?}"
+        );
+        // The stop says what did not fit: one candidate, or the whole next iteration.
+        let text = stop.map(|r| r.to_string()).unwrap_or_default();
+        let what = if fit {
+            "one candidate of the next iteration (~"
+        } else {
+            "the next iteration (~"
+        };
+        assert!(text.contains(what), "fit_candidates {fit}: {text}");
         // The shortened iteration says so in the journal.
         let warned = read_journal::<Event>(&dir.journal())?
             .entries
