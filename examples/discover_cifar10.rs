@@ -15,7 +15,7 @@
 //! paper's CIFAR-10 metrics otherwise); the training recipes and budgets are this benchmark's.
 //!
 //! How the budget is split (docs/results.md): the measured loading time comes first; 4% of the
-//! budget (at least 30 s) is kept for the final measurements (validation and test accuracy with
+//! budget (at least 90 s) is kept for the final measurements (validation and test accuracy with
 //! flip and translate TTA, inference speed) and the report; of the rest, half goes to the
 //! search and half to the final training (`--search-share F` sets the search's share instead
 //! of 0.5). The final training uses `fast_final` for what the search left of both shares
@@ -371,7 +371,10 @@ fn run(args: &Args) -> Result<String, String> {
     ));
 
     // The budget split (see the module docs).
-    let reserve = (0.04 * budget).max(30.0);
+    // After the final training: 74 s for the wide network on an AMD EPYC (session 21: 72 s kept,
+    // 2 s over), 98 s of evaluation alone for AMK² on an Intel Xeon (session 18). That scales
+    // with the network, not with the budget.
+    let reserve = (0.04 * budget).max(90.0);
     let rest = budget - loaded - reserve;
     if rest < 60.0 {
         return Err(format!(
