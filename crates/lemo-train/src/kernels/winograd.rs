@@ -18,17 +18,11 @@
 //! backward: each gemm split).
 //!
 //! The transforms that gather scattered values (the input patches, the output gradients) run
-//! in two passes: the values are first moved into the transformed buffer itself (the input
-//! patches already transformed along their rows), then transformed in place with whole vector
-//! loads and stores. Gathering straight into a
+//! in two passes: the raw values are copied tile by tile into the transformed buffer itself,
+//! then transformed in place with whole vector loads and stores. Gathering straight into a
 //! working patch of lanes read values back as vectors right after storing them one by one, a
 //! store-forwarding stall on every load; the two passes made the backward step of the ref-cnn's
-//! layers about 10% faster (docs/performance.md). The passes between the planes and the
-//! `[ξ][tile]` rows move four tiles at once (in `Quad` registers): four tiles' values of one
-//! patch row are a 4x4 block away from a transpose. The input patches are read from
-//! zero-padded copies of the planes (`Padded`), so nothing is checked per value, and the
-//! input gradient is added into such a copy the same way; the outputs, and the output
-//! gradients, go by quads when every 4x4 tile is whole (output sides multiples of 4).
+//! layers about 10% faster (docs/performance.md).
 
 use std::ops::{Add, Mul, Range, Sub};
 use std::sync::OnceLock;
@@ -36,7 +30,6 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::conv::{ConvGeometry, ConvGrads, check_lengths, matmul, op, with_scratch};
-use super::quad::{self, Quad};
 
 /// Outputs per tile side.
 const M: usize = 4;
@@ -46,9 +39,6 @@ const ALPHA: usize = 6;
 const XI: usize = ALPHA * ALPHA;
 /// Tiles transformed together, one per lane.
 const LANES: usize = 8;
-/// Tiles side by side in one [`Quad`]: the passes that transpose between a tile row and the
-/// plane rows under it take them four at a time.
-const QUAD: usize = 4;
 /// Fewest input and output channels for which the transforms pay for themselves.
 const MIN_CHANNELS: usize = 16;
 /// Fewest tiles per chunk for which [`supports`] takes this path.
@@ -269,12 +259,6 @@ impl Tiling {
         self.tiles[0] * self.tiles[1]
     }
 
-    /// Whether every tile is whole (the output's sides are multiples of 4): then a tile's
-    /// outputs, or output gradients, are four rows of four contiguous values of its plane.
-    fn whole_tiles(&self) -> bool {
-        self.out.iter().all(|side| side.is_multiple_of(M))
-    }
-
     /// Images per chunk: about [`TARGET_TILES`] tiles, and at least as many chunks as
     /// threads when the batch allows.
     fn images_per_chunk(&self, threads: usize) -> usize {
@@ -283,64 +267,24 @@ impl Tiling {
     }
 }
 
-/// A chunk's channel planes as zero-padded planes, where every tile's 6x6 input patch is six
-/// rows of eight values and nothing is checked per value: padded row `i`, column `j` hold
-/// plane row `i - top`, column `j - left`, in `4 * tiles_h + 2` rows of `4 * tiles_w + 4`
-/// values per image (a tile's patch ends at row `oy + 5`, its second vector of a row at
-/// `ox + 8`). Padding, and what lies past the plane's edges, is zero.
+/// Where a tile's 6x6 input patch lies: the offset of its image's plane and the patch's
+/// top-left corner in that plane (padding included, so possibly negative).
 #[derive(Clone, Copy)]
-struct Padded {
-    /// Values per padded row.
-    pw: usize,
-    /// Values per padded image.
-    per_image: usize,
-    /// Images of the chunk.
-    images: usize,
-    /// Plane rows and columns inside the padded planes (no tile reaches the others).
-    rows: usize,
-    cols: usize,
-    /// Padding before the plane's first row and column.
-    top: usize,
-    left: usize,
-    /// The plane's width.
-    w: usize,
+struct PatchAt {
+    base: usize,
+    y0: isize,
+    x0: isize,
 }
 
-impl Padded {
-    fn new(tl: &Tiling, tiles: usize) -> Self {
-        let g = &tl.g;
-        let [th, tw] = tl.tiles;
-        let (ph, pw) = (M * th + 2, M * tw + QUAD);
-        let [top, left] = g.pad_begin;
-        Self {
-            pw,
-            per_image: ph * pw,
-            images: tiles.div_ceil(tl.per_image().max(1)),
-            rows: g.h.min(ph.saturating_sub(top)),
-            cols: g.w.min(pw.saturating_sub(left)),
-            top,
-            left,
-            w: g.w,
-        }
-    }
-
-    /// Values of all the chunk's padded planes.
-    fn len(&self) -> usize {
-        self.images * self.per_image
-    }
-
-    /// Every plane row inside the padded planes: where it starts in the planes (image `i`'s at
-    /// `i * stride`) and in the padded ones; `self.cols` values each.
-    fn rows(&self, stride: usize) -> impl Iterator<Item = (usize, usize)> {
-        let p = *self;
-        (0..p.images).flat_map(move |img| {
-            (0..p.rows).map(move |iy| {
-                (
-                    img * stride + iy * p.w,
-                    img * p.per_image + (iy + p.top) * p.pw + p.left,
-                )
-            })
-        })
+impl PatchAt {
+    /// The index of the patch's first value when the whole patch lies inside the plane (then
+    /// its six rows of six are read or written with no check per value).
+    #[inline(always)]
+    fn first_inside(&self, g: &ConvGeometry) -> Option<usize> {
+        let (y0, x0) = (self.y0, self.x0);
+        let inside =
+            y0 >= 0 && x0 >= 0 && (y0 as usize) + ALPHA <= g.h && (x0 as usize) + ALPHA <= g.w;
+        inside.then(|| self.base + y0 as usize * g.w + x0 as usize)
     }
 }
 
@@ -380,32 +324,18 @@ impl Cursor {
         origin
     }
 
-    /// [`Self::next_origin`] as the index of the current tile's first value in planes of `w`
-    /// values per row, image `i`'s at `i * stride` (its first output, or in [`Padded`] planes
-    /// its patch's first value).
+    /// [`Self::next_origin`] as the current tile's input patch (image `i`'s plane at
+    /// `i * stride`).
     #[inline(always)]
-    fn next_at(&mut self, stride: usize, w: usize) -> usize {
+    fn next_patch(&mut self, g: &ConvGeometry, stride: usize) -> PatchAt {
         let (img, oy, ox) = self.next_origin();
-        img * stride + oy * w + ox
+        let [top, left] = g.pad_begin.map(|p| p as isize);
+        PatchAt {
+            base: img * stride,
+            y0: oy as isize - top,
+            x0: ox as isize - left,
+        }
     }
-}
-
-/// [`Cursor::next_at`] for the quad of tiles from `t` (the cursor at tile `t`): lanes past the
-/// chunk's last tile repeat tile `t`, so that every lane reads inside the planes.
-#[inline(always)]
-fn quad_firsts(
-    cursor: &mut Cursor,
-    t: usize,
-    tiles: usize,
-    stride: usize,
-    w: usize,
-) -> [usize; QUAD] {
-    let first = cursor.next_at(stride, w);
-    std::array::from_fn(|l| match l {
-        0 => first,
-        _ if t + l < tiles => cursor.next_at(stride, w),
-        _ => first,
-    })
 }
 
 /// Weight pairs (output, input channel) per parallel task of the weight transforms.
@@ -543,61 +473,50 @@ fn row_of(r: usize, s: usize) -> usize {
 /// chunk's first image (image `i`'s plane at `i * stride`), `v` receives its `[ξ][tile]` rows
 /// of length `tp`.
 ///
-/// Two passes (module docs): [`gather_quads`] gathers the patches four tiles at a time and
-/// applies the row direction of the transform, then [`columns_in_place`] applies the column
-/// direction `LANES` tiles at a time with whole vector loads and stores.
-fn input_transform(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut [f32]) {
-    let tp = padded(tiles);
-    gather_quads(tl, tiles, x, stride, v);
-    zero_pad_lanes(ALPHA, tiles, tp, v);
-    columns_in_place(tiles, tp, v);
-}
-
-/// The gather pass of [`input_transform`] with the row direction of `Bᵀ d B` folded in. The
-/// chunk's channel planes are first copied into [`Padded`] planes, so that no value is checked
-/// afterwards. Four tiles at a time, each patch row is read as two vectors per tile and both
-/// 4x4 blocks are transposed (lane `l` of `d[s]` is value `s` of tile `l`), transformed along
-/// the row (`Bᵀ`) and stored into the rows [`row_of`]`(r, s)`, four tiles per store.
-// Indexes kept (hot loop): a tile's last read (row oy + 5, values ox + 4..ox + 8) ends inside its
-// image's padded plane (Padded); the copied rows are clipped to both planes; the stores end at
-// t + 4 <= tp, and v holds XI * tp values.
+/// Two passes (module docs): the raw 6x6 patches are gathered tile by tile into `v` itself
+/// (row [`row_of`]`(r, s)`, the pad lanes zeroed), then `v` is transformed in place `LANES`
+/// tiles at a time with whole vector loads and stores.
+// Indexes kept (hot loop): every read is bounds-checked against the plane (iy < h, ix < w)
+// of an image of the chunk; v holds XI * tp values and t < tiles <= tp.
 #[allow(clippy::indexing_slicing)]
-fn gather_quads(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut [f32]) {
+fn input_transform(tl: &Tiling, tiles: usize, x: &[f32], stride: usize, v: &mut [f32]) {
+    let g = &tl.g;
     let tp = padded(tiles);
-    let pad = Padded::new(tl, tiles);
-    let mut plane = vec![0.0f32; pad.len()];
-    for (src, dst) in pad.rows(stride) {
-        plane[dst..dst + pad.cols].copy_from_slice(&x[src..src + pad.cols]);
-    }
     let mut cursor = Cursor::new(tl);
-    for t in (0..tiles).step_by(QUAD) {
-        // Past the last tile, a lane reads the quad's first tile again: it fills pad lanes,
-        // which are zeroed afterwards.
-        let firsts = quad_firsts(&mut cursor, t, tiles, pad.per_image, pad.pw);
+    for t in 0..tiles {
+        let at = cursor.next_patch(g, stride);
+        let PatchAt { base, y0, x0 } = at;
+        if let Some(first) = at.first_inside(g) {
+            for r in 0..ALPHA {
+                let src: &[f32; ALPHA] =
+                    x[first + r * g.w..].first_chunk().unwrap_or(&[0.0; ALPHA]);
+                for (s, &value) in src.iter().enumerate() {
+                    v[row_of(r, s) * tp + t] = value;
+                }
+            }
+            continue;
+        }
         for r in 0..ALPHA {
-            let row = r * pad.pw;
-            let [d0, d1, d2, d3] = quad::transpose(firsts.map(|f| Quad::load(&plane[f + row..])));
-            let [d4, d5, _, _] =
-                quad::transpose(firsts.map(|f| Quad::load(&plane[f + row + QUAD..])));
-            for (s, q) in bt([d0, d1, d2, d3, d4, d5]).into_iter().enumerate() {
-                q.store(&mut v[row_of(r, s) * tp + t..]);
+            let iy = y0 + r as isize;
+            let src = base + (iy.max(0) as usize) * g.w;
+            let row_in = iy >= 0 && iy < g.h as isize;
+            for s in 0..ALPHA {
+                let ix = x0 + s as isize;
+                v[row_of(r, s) * tp + t] = if row_in && ix >= 0 && ix < g.w as isize {
+                    x[src + ix as usize]
+                } else {
+                    0.0
+                };
             }
         }
     }
-}
-
-/// The column direction of `Bᵀ d B`, in place on the rows [`row_of`]`(r, s)` that
-/// [`gather_quads`] filled (the row direction already applied), `LANES` tiles at a
-/// time.
-// t0 + LANES <= tp (tp is tiles rounded up to whole lanes, or more) and v holds XI * tp values.
-#[allow(clippy::indexing_slicing)]
-fn columns_in_place(tiles: usize, tp: usize, v: &mut [f32]) {
+    zero_pad_lanes(ALPHA, tiles, tp, v);
+    let mut d = Patch::default();
     for t0 in (0..tiles).step_by(LANES) {
-        for s in 0..ALPHA {
-            let col: [Lanes; ALPHA] = std::array::from_fn(|r| load(&v[row_of(r, s) * tp + t0..]));
-            for (r, lanes) in bt(col).iter().enumerate() {
-                store(&mut v[row_of(r, s) * tp + t0..], lanes, LANES);
-            }
+        load_lanes(&mut d, v, tp, t0);
+        two_d!(&mut d, bt, 6, 6);
+        for (xi, lanes) in d.iter().flatten().enumerate() {
+            store(&mut v[xi * tp + t0..], lanes, LANES);
         }
     }
 }
@@ -637,8 +556,7 @@ fn bias_relu(out: &mut Patch, bias: f32, relu: bool) {
 /// `ξ * row_stride`, see [`load_lanes`]) of `tp` tiles, `y` starts at that channel's plane in
 /// the chunk's first image (image `i`'s at `i * stride`); adds `bias` and applies ReLU when
 /// `relu`.
-// Indexes kept (hot loop): writes stay inside the output plane (oy + r < oh, ox + s < ow; the
-// quads only when every tile is whole).
+// Indexes kept (hot loop): writes stay inside the output plane (oy + r < oh, ox + s < ow).
 #[allow(clippy::indexing_slicing)]
 fn output_transform(
     tl: &Tiling,
@@ -650,7 +568,6 @@ fn output_transform(
     stride: usize,
 ) {
     let [oh, ow] = tl.out;
-    let whole = tl.whole_tiles();
     let mut out = Patch::default();
     let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
@@ -658,25 +575,6 @@ fn output_transform(
         load_lanes(&mut out, m, row_stride, t0);
         two_d!(&mut out, at, 6, 4);
         bias_relu(&mut out, bias, relu);
-        if whole {
-            // Lanes 4h..4h + 4 are four tiles: output row r of each is the transpose of their
-            // values (r, 0..4).
-            for h in 0..LANES / QUAD {
-                let t = t0 + h * QUAD;
-                if t >= tiles {
-                    break;
-                }
-                let firsts = quad_firsts(&mut cursor, t, tiles, stride, ow);
-                for (r, row) in out.iter().take(M).enumerate() {
-                    let q: [Quad; M] = std::array::from_fn(|s| Quad::load(&row[s].0[h * QUAD..]));
-                    for (tile, first) in quad::transpose(q).into_iter().zip(firsts).take(tiles - t)
-                    {
-                        tile.store(&mut y[first + r * ow..]);
-                    }
-                }
-            }
-            continue;
-        }
         for l in 0..n {
             let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
@@ -708,9 +606,8 @@ fn output_transform(
 /// written to `y`, with each window's arg-max inside the `oh x ow` plane in `arg` (image `i`'s
 /// planes at `i * stride`). Windows are read in [`super::pool`]'s order, so ties and NaNs
 /// resolve alike.
-// Indexes kept (hot loop): py < oh / 2 and px < ow / 2, inside the pooled plane (with whole
-// tiles, a tile's 2x2 pooled block always is); a tile's windows lie in its 4x4 outputs (tiles
-// start at multiples of 4).
+// Indexes kept (hot loop): py < oh / 2 and px < ow / 2, inside the pooled plane; a tile's
+// windows lie in its 4x4 outputs (tiles start at multiples of 4).
 #[allow(clippy::indexing_slicing, clippy::too_many_arguments)]
 fn output_transform_pooled(
     tl: &Tiling,
@@ -725,7 +622,6 @@ fn output_transform_pooled(
     const _: () = assert!(LANES == super::pool::WINDOWS);
     let [oh, ow] = tl.out;
     let (ph, pw) = (oh / 2, ow / 2);
-    let whole = tl.whole_tiles();
     let mut out = Patch::default();
     let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
@@ -743,32 +639,6 @@ fn output_transform_pooled(
             ])
         };
         let windows = [[window(0, 0), window(0, 1)], [window(1, 0), window(1, 1)]];
-        if whole {
-            // Every tile's 2x2 pooled block lies in the plane: its two rows of two are written
-            // whole, and the arg-maxes are computed lane by lane first (vectorised).
-            let mut pooled = [0usize; LANES];
-            let mut origin = [0u32; LANES];
-            for (p, o) in pooled.iter_mut().zip(&mut origin).take(n) {
-                let (img, oy, ox) = cursor.next_origin();
-                *p = img * stride + (oy / 2) * pw + ox / 2;
-                *o = (oy * ow + ox) as u32;
-            }
-            for (wy, row) in windows.iter().enumerate() {
-                let from: [[u32; LANES]; 2] = std::array::from_fn(|wx| {
-                    let at = &row[wx].1;
-                    let first = (2 * wy * ow + 2 * wx) as u32;
-                    std::array::from_fn(|l| {
-                        origin[l] + first + (at[l] >> 1) * ow as u32 + (at[l] & 1)
-                    })
-                });
-                for (l, &p) in pooled.iter().enumerate().take(n) {
-                    let d = p + wy * pw;
-                    y[d..d + 2].copy_from_slice(&[row[0].0[l], row[1].0[l]]);
-                    arg[d..d + 2].copy_from_slice(&[from[0][l], from[1][l]]);
-                }
-            }
-            continue;
-        }
         for l in 0..n {
             let (img, oy, ox) = cursor.next_origin();
             let base = img * stride;
@@ -837,24 +707,6 @@ fn gradient_transform(tl: &Tiling, tiles: usize, dy: &[f32], stride: usize, dm: 
     let tp = padded(tiles);
     let [oh, ow] = tl.out;
     let mut cursor = Cursor::new(tl);
-    if tl.whole_tiles() {
-        // Four tiles at a time: row r of each one's gradients is four contiguous values, and
-        // the transpose of the four rows is their values (r, 0..4).
-        for t in (0..tiles).step_by(QUAD) {
-            // Past the last tile, a lane reads the quad's first tile again (pad lanes, zeroed
-            // afterwards).
-            let firsts = quad_firsts(&mut cursor, t, tiles, stride, ow);
-            for r in 0..M {
-                let q = firsts.map(|f| Quad::load(&dy[f + r * ow..]));
-                for (s, values) in quad::transpose(q).into_iter().enumerate() {
-                    values.store(&mut dm[row_of(r, s) * tp + t..]);
-                }
-            }
-        }
-        zero_pad_lanes(M, tiles, tp, dm);
-        gradient_transform_in_place(tiles, tp, dm);
-        return;
-    }
     for t in 0..tiles {
         let (img, oy, ox) = cursor.next_origin();
         let base = img * stride;
@@ -944,50 +796,45 @@ fn gradient_transform_pooled(
 /// Input-gradient fold `dx += B dV Bᵀ` of one channel of a chunk: `dv` holds its `[ξ][tile]`
 /// rows of length `tp`, `dx` starts at that channel's plane in the chunk's first image (image
 /// `i`'s at `i * stride`).
-///
-/// The mirror of [`gather_quads`]: the patches are added into [`Padded`] planes with no check
-/// per value, four tiles at a time (each patch row's two 4x4 blocks transposed back into the
-/// tiles' rows; a tile's second block lands exactly where its right neighbour's first one
-/// does), and the padded planes are then added into `dx`, dropping what fell on the padding.
-// Indexes kept (hot loop): as gather_quads's reads, inside the padded planes; the copied rows
-// are clipped to both planes.
+// Indexes kept (hot loop): writes are bounds-checked against the plane as input_transform's reads.
 #[allow(clippy::indexing_slicing)]
 fn input_gradient(tl: &Tiling, tiles: usize, dv: &[f32], dx: &mut [f32], stride: usize) {
+    let g = &tl.g;
     let tp = padded(tiles);
-    let pad = Padded::new(tl, tiles);
-    let mut plane = vec![0.0f32; pad.len()];
     let mut patch = Patch::default();
     let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
+        let n = LANES.min(tiles - t0);
         load_lanes(&mut patch, dv, tp, t0);
         two_d!(&mut patch, b, 6, 6);
-        for h in 0..LANES / QUAD {
-            let t = t0 + h * QUAD;
-            if t >= tiles {
-                break;
+        for l in 0..n {
+            let at = cursor.next_patch(g, stride);
+            let PatchAt { base, y0, x0 } = at;
+            if let Some(first) = at.first_inside(g) {
+                for (r, row) in patch.iter().enumerate() {
+                    let Some(dst) = dx[first + r * g.w..].first_chunk_mut::<ALPHA>() else {
+                        continue;
+                    };
+                    for (d, v) in dst.iter_mut().zip(row) {
+                        *d += v.0[l];
+                    }
+                }
+                continue;
             }
-            let firsts = quad_firsts(&mut cursor, t, tiles, pad.per_image, pad.pw);
             for (r, row) in patch.iter().enumerate() {
-                let q: [Quad; ALPHA] = std::array::from_fn(|s| Quad::load(&row[s].0[h * QUAD..]));
-                let zero = Quad::default();
-                let left = quad::transpose([q[0], q[1], q[2], q[3]]);
-                let right = quad::transpose([q[4], q[5], zero, zero]);
-                // Only the chunk's tiles: the lanes past them hold no gradient.
-                for ((first, left), right) in
-                    firsts.into_iter().zip(left).zip(right).take(tiles - t)
-                {
-                    let at = first + r * pad.pw;
-                    (Quad::load(&plane[at..]) + left).store(&mut plane[at..]);
-                    (Quad::load(&plane[at + QUAD..]) + right).store(&mut plane[at + QUAD..]);
+                let iy = y0 + r as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                let dst = base + iy as usize * g.w;
+                for (s, v) in row.iter().enumerate() {
+                    let ix = x0 + s as isize;
+                    if ix >= 0 && ix < g.w as isize {
+                        dx[dst + ix as usize] += v.0[l];
+                    }
                 }
             }
         }
-    }
-    for (dst, src) in pad.rows(stride) {
-        dx[dst..dst + pad.cols]
-            .iter_mut()
-            .zip(&plane[src..src + pad.cols])
-            .for_each(|(d, v)| *d += v);
     }
 }
 
@@ -1587,9 +1434,9 @@ mod tests {
     }
 
     #[test]
-    fn the_quad_passes_agree_with_im2col_on_every_padding() {
+    fn the_winograd_path_agrees_with_im2col_on_every_padding() {
         // Padding on either side, none, more than one; outputs whose sides end in partial
-        // tiles (the scalar output passes) and whole ones (the quads).
+        // tiles and whole ones; chunks of 1 or 2 tiles, and of 2 per image.
         for (batch, c_out, hw, pad, relu) in [
             (2, 16, [16, 16], [1, 1, 1, 1], true),
             (1, 17, [13, 16], [0, 2, 2, 0], false),
@@ -1597,7 +1444,6 @@ mod tests {
             (2, 16, [6, 17], [0, 0, 0, 1], false),
             (2, 18, [8, 14], [1, 3, 1, 1], true),
             (1, 16, [32, 64], [1, 1, 1, 1], false),
-            // Chunks of 1 or 2 tiles, and of 2 per image: quads past the chunk's last tile.
             (3, 16, [4, 4], [1, 1, 1, 1], true),
             (3, 17, [6, 10], [0, 0, 0, 0], false),
         ] {
