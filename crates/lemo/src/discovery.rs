@@ -628,7 +628,8 @@ impl Discovery {
         }
         let seconds = h.search_seconds();
         // What must fit: the whole next iteration, or one candidate when fewer may run.
-        let next = match (t.whole_iterations, t.fit_candidates) {
+        let one_candidate = t.whole_iterations && t.fit_candidates;
+        let next = match (t.whole_iterations, one_candidate) {
             (false, _) => 0.0,
             (true, false) => self.next_iteration_seconds(h),
             (true, true) => self.next_candidate_seconds(h),
@@ -647,7 +648,7 @@ impl Discovery {
                     seconds,
                     expected_next: Some(next),
                     left: Some(m - seconds),
-                    one_candidate: t.whole_iterations && t.fit_candidates,
+                    one_candidate,
                 });
             }
         }
