@@ -13,6 +13,7 @@
 pub mod batch_norm;
 pub mod conv;
 pub mod pool;
+mod quad;
 pub mod winograd;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
