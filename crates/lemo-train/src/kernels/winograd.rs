@@ -54,8 +54,11 @@ const MIN_CHANNELS: usize = 16;
 /// Fewest tiles per chunk for which [`supports`] takes this path.
 const MIN_CHUNK_TILES: usize = 64;
 /// Tiles per chunk the chunking aims at: enough columns for an efficient gemm, few enough that
-/// the transformed chunk stays in the last-level cache.
-const TARGET_TILES: usize = 256;
+/// a channel's transformed rows stay in the first-level cache and the chunk's in the
+/// second-level one between the transforms and the gemms. 64 (one 32x32 image, four 16x16
+/// ones) trained the ref-cnn 18% faster than 256 on an AMD EPYC with 1 MiB of L2 per core;
+/// 32 was no better (docs/performance.md).
+const TARGET_TILES: usize = 64;
 
 /// Whether the Winograd path is switched on: it is unless `LEMO_WINOGRAD` is `0` or `off`
 /// (for measuring it against the im2col path).
@@ -492,8 +495,8 @@ fn weight_gradient(g: &ConvGeometry, du: &[f32]) -> Vec<f32> {
 /// Tile columns of a chunk, rounded up to whole lanes: the row length of every transformed
 /// matrix (`[channel][ξ][tile]`). A length that is a multiple of 32 values (128 bytes) gets one
 /// more lane group: the gather passes write the `XI` rows of one tile at once, and at such a
-/// stride those rows share a few cache sets and evict each other (the default chunk of
-/// 256 tiles would put all 36 rows in 4 sets of a 64-set, 8-way L1).
+/// stride those rows share a few cache sets and evict each other (a chunk of 64 or
+/// 256 tiles would put all 36 rows in a few sets of a 64-set, 8-way L1).
 fn padded(tiles: usize) -> usize {
     let tp = tiles.div_ceil(LANES) * LANES;
     if tp.is_multiple_of(32) {
