@@ -139,7 +139,8 @@ pub(crate) fn pick_lanes(
     position: u32,
 ) {
     for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(v) {
-        let wins = v > *b || (v.is_nan() && !b.is_nan());
+        // `|` and `&`, not `||` and `&&`: no short-circuit branch, so every lane is a select.
+        let wins = (v > *b) | (v.is_nan() & !b.is_nan());
         *b = if wins { v } else { *b };
         *a = if wins { position } else { *a };
     }
