@@ -18,8 +18,9 @@
 //! backward: each gemm split).
 //!
 //! The transforms that gather scattered values (the input patches, the output gradients) run
-//! in two passes: the raw values are copied tile by tile into the transformed buffer itself,
-//! then transformed in place with whole vector loads and stores. Gathering straight into a
+//! in two passes: the values are copied into the transformed buffer itself (the input patches
+//! already transformed along their rows), then transformed in place with whole vector loads
+//! and stores. Gathering straight into a
 //! working patch of lanes read values back as vectors right after storing them one by one, a
 //! store-forwarding stall on every load; the two passes made the backward step of the ref-cnn's
 //! layers about 10% faster (docs/performance.md).
@@ -676,6 +677,8 @@ fn output_transform(
     stride: usize,
 ) {
     let [oh, ow] = tl.out;
+    // Four tiles from `o` are whole: their outputs lie in the plane.
+    let whole = |o: &Origin| o.oy + M <= oh && o.ox + QUAD * M <= ow;
     let mut out = Patch::default();
     let mut cursor = Cursor::new(tl);
     for t0 in (0..tiles).step_by(LANES) {
@@ -685,7 +688,6 @@ fn output_transform(
         bias_relu(&mut out, bias, relu);
         let mut l = 0;
         while l < n {
-            let whole = |o: &Origin| o.oy + M <= oh && o.ox + QUAD * M <= ow;
             if let Some(first) = cursor.quad_at(l, n).filter(whole) {
                 cursor.skip_quad();
                 // Four whole tiles side by side (lanes l..l + 4): output row r of all four is
@@ -933,7 +935,7 @@ fn input_gradient(tl: &Tiling, tiles: usize, dv: &[f32], dx: &mut [f32], stride:
         let n = LANES.min(tiles - t0);
         load_lanes(&mut patch, dv, tp, t0);
         two_d!(&mut patch, b, 6, 6);
-        for lane in 0..n {
+        for l in 0..n {
             let at = cursor.next_patch(g, stride);
             let PatchAt { base, y0, x0 } = at;
             if let Some(first) = at.first_inside(g) {
@@ -942,7 +944,7 @@ fn input_gradient(tl: &Tiling, tiles: usize, dv: &[f32], dx: &mut [f32], stride:
                         continue;
                     };
                     for (d, v) in dst.iter_mut().zip(row) {
-                        *d += v.0[lane];
+                        *d += v.0[l];
                     }
                 }
                 continue;
@@ -956,7 +958,7 @@ fn input_gradient(tl: &Tiling, tiles: usize, dv: &[f32], dx: &mut [f32], stride:
                 for (s, v) in row.iter().enumerate() {
                     let ix = x0 + s as isize;
                     if ix >= 0 && ix < g.w as isize {
-                        dx[dst + ix as usize] += v.0[lane];
+                        dx[dst + ix as usize] += v.0[l];
                     }
                 }
             }
