@@ -25,9 +25,10 @@
 //! The defaults are the settings that measured best at 30 minutes (docs/results.md): each
 //! candidate is ranked by a learning curve in epochs (`budget.curve`, docs/training.md),
 //! trained with the `fast_search` recipe for 1 and for 2 epochs (`--curve-epochs E1,E2` sets
-//! them; each network measured after the same learning, the curve drawn through the measured
-//! times, flip TTA on the validation split as the final training measures; a training is capped
-//! at 30% of the search), and the search's A1 and A2 are the curve's predictions for the final
+//! them; each network measured after the same learning, the curve drawn through the epochs and
+//! read at the epochs the final training's time holds at the candidate's measured pace, flip
+//! TTA on the validation split as the final training measures; a training is capped at 30% of
+//! the search), and the search's A1 and A2 are the curve's predictions for the final
 //! training's time. An iteration starts only when it is expected to fit in the search's share
 //! (`termination.whole_iterations`), with fewer candidates (the architect's first ones) when
 //! not all K fit (`termination.fit_candidates`). `--curve T1,T2` draws the curve through trainings of T1

@@ -20,7 +20,8 @@
 //! training is reported.
 //! `--curve-epochs E1,E2` measures the search's curve in epochs (`discover_cifar10
 //! --curve-epochs`): every network is trained as a candidate is, with the search recipe for E1
-//! and for E2 epochs and the curve through the measured training times ([`EPOCH_CURVE_EXPONENT`])
+//! and for E2 epochs and the curve through the epochs, read at the long time's epochs at the
+//! candidate's measured pace ([`EPOCH_CURVE_EXPONENT`])
 //! predicting the long training; then as `--curve`.
 //! Prints a table, then one line:
 //! `proxy_agreement networks=N proxy_seconds=S long_seconds=L proxy_fraction=F spearman=R kendall=T`,
@@ -346,7 +347,7 @@ fn curve_agreement(
 
 /// The `--curve-epochs` mode: each network trained as `discover_cifar10 --curve-epochs E1,E2`
 /// trains a candidate (the search recipe for `e1`, then `e2` epochs, and the trainer's curve
-/// through the measured times predicting the long training), then with the final recipe for the
+/// through the epochs predicting the long training), then with the final recipe for the
 /// long time.
 fn epoch_curve_agreement(
     splits: &Splits,

@@ -588,35 +588,61 @@ pub fn train_and_measure(
     if let Some((_, first)) = &first {
         evaluation.train_energy.absorb(&first.train_energy);
     }
-    // The curve's two points: the nominal lengths in seconds, or the measured training times
-    // when the lengths are epochs.
+    // The curve's two points and the length it is evaluated at: the nominal lengths in
+    // seconds; or, when the lengths are epochs, the epochs trained, with the target's seconds
+    // turned into epochs at the pace measured over both trainings (so the machine's drift
+    // between the two trainings moves only that pace, not the curve's shape).
     let points = first
         .as_ref()
         .and_then(|(curve, first)| match curve.first_epochs {
-            Some(_) => Some((first.train_seconds, evaluation.train_seconds)),
-            None => Some((curve.first_seconds, config.budget.max_wall_seconds?)),
+            Some(_) => {
+                let (e1, e2) = (
+                    first.epochs_trained(steps_per_epoch),
+                    evaluation.epochs_trained(steps_per_epoch),
+                );
+                let pace = (first.train_seconds + evaluation.train_seconds) / (e1 + e2);
+                Some(CurvePoints {
+                    first: e1,
+                    second: e2,
+                    target: curve.target_seconds / pace,
+                    seconds: (first.train_seconds, evaluation.train_seconds),
+                    in_epochs: true,
+                })
+            }
+            None => {
+                let second = config.budget.max_wall_seconds?;
+                Some(CurvePoints {
+                    first: curve.first_seconds,
+                    second,
+                    target: curve.target_seconds,
+                    seconds: (curve.first_seconds, second),
+                    in_epochs: false,
+                })
+            }
         });
-    if let (Some((curve, first)), Some((first_seconds, second))) = (first, points)
+    if let (Some((curve, first)), Some(at)) = (first, points)
         && status.is_usable()
         && first.status.is_usable()
+        && at.target.is_finite()
+        && at.target > 0.0
     {
         let predict = |at_first: f64, at_second: f64| {
-            LearningCurve::through(
-                (first_seconds, at_first),
-                (second, at_second),
-                curve.exponent,
-            )
-            .map(|c| c.at(curve.target_seconds))
+            LearningCurve::through((at.first, at_first), (at.second, at_second), curve.exponent)
+                .map(|c| c.at(at.target))
         };
         if let Some(predicted_val_accuracy) = predict(first.val_accuracy, evaluation.val_accuracy) {
+            let epochs = |e: f64| at.in_epochs.then_some(e);
             evaluation.curve = Some(CurvePrediction {
-                first_seconds,
+                first_seconds: at.seconds.0,
                 first_val_accuracy: first.val_accuracy,
-                second_seconds: second,
+                second_seconds: at.seconds.1,
                 target_seconds: curve.target_seconds,
                 predicted_val_accuracy,
                 first_train_accuracy: Some(first.train_accuracy),
                 predicted_train_accuracy: predict(first.train_accuracy, evaluation.train_accuracy),
+                first_epochs: epochs(at.first),
+                second_epochs: epochs(at.second),
+                target_epochs: epochs(at.target),
             });
         }
     }
@@ -629,6 +655,16 @@ pub fn train_and_measure(
         model: trained,
         evaluation: Some(evaluation),
     })
+}
+
+/// Where a learning curve is drawn and read: both trainings' lengths and the target's, in
+/// seconds or (`in_epochs`) in epochs, and both trainings' seconds.
+struct CurvePoints {
+    first: f64,
+    second: f64,
+    target: f64,
+    seconds: (f64, f64),
+    in_epochs: bool,
 }
 
 /// A batch of `n` images taken from the start of `data` (repeated when it has fewer).

@@ -376,6 +376,8 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
         (c.first_seconds, c.second_seconds, c.target_seconds),
         (10.0, 30.0, 300.0)
     );
+    // Drawn through the nominal seconds: no epochs recorded.
+    assert_eq!((c.first_epochs, c.target_epochs), (None, None));
     let want = LearningCurve::through((10.0, c.first_val_accuracy), (30.0, eval.val_accuracy), 0.5)
         .expect("a curve")
         .at(300.0);
@@ -434,9 +436,10 @@ fn a_curve_proxy_trains_twice_and_predicts_the_target_length() -> Result<(), Tra
 }
 
 /// With the lengths in epochs, the first training runs `first_epochs` epochs, the second the
-/// recipe's, and the curve goes through their measured training times.
+/// recipe's, and the curve goes through the epochs; the target's seconds become epochs at the
+/// pace of both trainings together.
 #[test]
-fn a_curve_proxy_in_epochs_draws_the_curve_through_the_measured_times() -> Result<(), TrainError> {
+fn a_curve_proxy_in_epochs_draws_the_curve_through_the_epochs() -> Result<(), TrainError> {
     use lemo_core::metrics::LearningCurve;
     use lemo_train::CurveProxy;
     let (curved, counter, eval) = train_with_curve(
@@ -459,13 +462,13 @@ fn a_curve_proxy_in_epochs_draws_the_curve_through_the_measured_times() -> Resul
         c.first_seconds,
         c.second_seconds
     );
-    let want = LearningCurve::through(
-        (c.first_seconds, c.first_val_accuracy),
-        (c.second_seconds, eval.val_accuracy),
-        0.5,
-    )
-    .expect("a curve")
-    .at(300.0);
+    assert_eq!((c.first_epochs, c.second_epochs), (Some(1.0), Some(3.0)));
+    let pace = (c.first_seconds + c.second_seconds) / 4.0;
+    let target = c.target_epochs.expect("the target in epochs");
+    assert!((target - 300.0 / pace).abs() < 1e-9, "{target} epochs");
+    let want = LearningCurve::through((1.0, c.first_val_accuracy), (3.0, eval.val_accuracy), 0.5)
+        .expect("a curve")
+        .at(target);
     assert!((c.predicted_val_accuracy - want).abs() < 1e-12);
 
     // One unit at a time, and fewer epochs first.

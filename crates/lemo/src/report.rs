@@ -585,13 +585,25 @@ fn iterations_section(w: &mut String, h: &RunHistory) {
     if let Some((c, epochs)) = recipe.and_then(|r| Some((r.budget.curve?, r.epochs)))
         && let Some(first) = c.first_epochs
     {
+        // Journals written before the curve was drawn through epochs hold no target epochs.
+        let through_epochs = h.iterations.iter().any(|r| {
+            r.evaluation
+                .as_ref()
+                .and_then(|e| e.curve)
+                .is_some_and(|c| c.target_epochs.is_some())
+        });
+        let drawn = if through_epochs {
+            "at their epochs, read at the epochs the final training's time holds at the \
+             candidate's measured pace"
+        } else {
+            "at their measured training times"
+        };
         let _ = writeln!(
             w,
             "\nA1 and A2 here are predicted, not measured: each candidate was trained for {first} \
              and for {epochs} epochs, and the learning curve through the two training \
-             (validation) accuracies at their measured training times (exponent {}) gives its A1 \
-             (A2) after the final training's {:.0} s (the journal's `evaluated` events hold both \
-             measurements).",
+             (validation) accuracies {drawn} (exponent {}) gives its A1 (A2) after the final \
+             training's {:.0} s (the journal's `evaluated` events hold both measurements).",
             c.exponent, c.target_seconds
         );
     } else if let Some((c, second)) =

@@ -32,6 +32,7 @@ fn a_curve_proxy_predicts_a1_and_a2_for_the_same_length() -> Result<(), Box<dyn 
         predicted_val_accuracy: 0.90,
         first_train_accuracy: Some(0.70),
         predicted_train_accuracy: Some(0.91),
+        ..CurvePrediction::default()
     };
     ev.curve = Some(curve);
     let predicted = lemo::observe(&ev, &analysis);

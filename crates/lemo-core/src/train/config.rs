@@ -351,8 +351,9 @@ impl Default for Budget {
 /// The two lengths are either seconds (`first_seconds`, then `budget.max_wall_seconds`: every
 /// candidate measured at the same times) or epochs (`first_epochs`, then the recipe's `epochs`,
 /// with `budget.max_wall_seconds` as a cap if set: every candidate measured at the same points
-/// of its own learning, a network twice as slow measured twice as late, and the curve drawn
-/// through the measured training times).
+/// of its own learning, a network twice as slow measured twice as late; the curve is drawn
+/// through the epochs trained and read at the epochs the target's seconds hold at the pace
+/// measured over both trainings, so a network twice as slow is read at half the epochs).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CurveProxy {

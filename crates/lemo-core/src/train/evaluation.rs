@@ -157,12 +157,34 @@ pub struct CurvePrediction {
     /// curve as A2's, so A1 and A2 describe the same training length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_train_accuracy: Option<f64>,
+    /// When the curve's lengths are epochs: the epochs the first training ran; the curve is
+    /// drawn through the epochs, not the seconds (absent in journals written before it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_epochs: Option<f64>,
+    /// When the curve's lengths are epochs: the epochs the second training ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_epochs: Option<f64>,
+    /// When the curve's lengths are epochs: the epochs `target_seconds` holds at the pace
+    /// measured over both trainings (their seconds over their epochs), where the curve is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_epochs: Option<f64>,
 }
 
 impl Evaluation {
     /// Epochs run.
     pub fn epochs(&self) -> usize {
         self.history.len()
+    }
+
+    /// Epochs trained, counting a last epoch that the wall-clock budget cut short as the
+    /// fraction of its `batches_per_epoch` batches that ran.
+    pub fn epochs_trained(&self, batches_per_epoch: usize) -> f64 {
+        match self.status {
+            Status::WallClockBudget { epoch, batch } => {
+                epoch as f64 + ((batch + 1) as f64 / batches_per_epoch.max(1) as f64).min(1.0)
+            }
+            _ => self.history.len() as f64,
+        }
     }
 
     /// A2 as the search ranks it: the learning curve's prediction when a curve proxy made one,
@@ -179,5 +201,26 @@ impl Evaluation {
         self.curve
             .and_then(|c| c.predicted_train_accuracy)
             .unwrap_or(self.train_accuracy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_trained_counts_a_cut_epoch_by_its_batches() {
+        let mut ev = Evaluation {
+            history: vec![EpochStats::default(); 3],
+            ..Evaluation::default()
+        };
+        assert_eq!(ev.epochs_trained(10), 3.0);
+        // Cut after batch 4 (0-based) of epoch 2: two whole epochs and half of the third.
+        ev.status = Status::WallClockBudget { epoch: 2, batch: 4 };
+        assert_eq!(ev.epochs_trained(10), 2.5);
+        ev.status = Status::WallClockBudget { epoch: 0, batch: 9 };
+        assert_eq!(ev.epochs_trained(10), 1.0);
+        ev.status = Status::EarlyStopped { epoch: 2 };
+        assert_eq!(ev.epochs_trained(10), 3.0);
     }
 }
