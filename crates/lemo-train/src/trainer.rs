@@ -588,61 +588,46 @@ pub fn train_and_measure(
     if let Some((_, first)) = &first {
         evaluation.train_energy.absorb(&first.train_energy);
     }
-    // The curve's two points and the length it is evaluated at: the nominal lengths in
-    // seconds; or, when the lengths are epochs, the epochs trained, with the target's seconds
-    // turned into epochs at the pace measured over both trainings (so the machine's drift
-    // between the two trainings moves only that pace, not the curve's shape).
-    let points = first
+    // Both trainings' seconds, and when the curve's lengths are epochs, the epochs trained and
+    // the target's seconds turned into epochs at the pace measured over both trainings (so the
+    // machine's drift between the two trainings moves only that pace, not the curve's shape).
+    // The curve is drawn through the epochs when there are some, else through the seconds.
+    let lengths = first
         .as_ref()
         .and_then(|(curve, first)| match curve.first_epochs {
             Some(_) => {
+                let seconds = (first.train_seconds, evaluation.train_seconds);
                 let (e1, e2) = (
                     first.epochs_trained(steps_per_epoch),
                     evaluation.epochs_trained(steps_per_epoch),
                 );
-                let pace = (first.train_seconds + evaluation.train_seconds) / (e1 + e2);
-                Some(CurvePoints {
-                    first: e1,
-                    second: e2,
-                    target: curve.target_seconds / pace,
-                    seconds: (first.train_seconds, evaluation.train_seconds),
-                    in_epochs: true,
-                })
+                let pace = (seconds.0 + seconds.1) / (e1 + e2);
+                Some((seconds, Some((e1, e2, curve.target_seconds / pace))))
             }
-            None => {
-                let second = config.budget.max_wall_seconds?;
-                Some(CurvePoints {
-                    first: curve.first_seconds,
-                    second,
-                    target: curve.target_seconds,
-                    seconds: (curve.first_seconds, second),
-                    in_epochs: false,
-                })
-            }
+            None => Some(((curve.first_seconds, config.budget.max_wall_seconds?), None)),
         });
-    if let (Some((curve, first)), Some(at)) = (first, points)
+    if let (Some((curve, first)), Some((seconds, epochs))) = (first, lengths)
         && status.is_usable()
         && first.status.is_usable()
-        && at.target.is_finite()
-        && at.target > 0.0
     {
+        let (x1, x2, target) = epochs.unwrap_or((seconds.0, seconds.1, curve.target_seconds));
         let predict = |at_first: f64, at_second: f64| {
-            LearningCurve::through((at.first, at_first), (at.second, at_second), curve.exponent)
-                .map(|c| c.at(at.target))
+            LearningCurve::through((x1, at_first), (x2, at_second), curve.exponent)
+                .filter(|_| target.is_finite() && target > 0.0)
+                .map(|c| c.at(target))
         };
         if let Some(predicted_val_accuracy) = predict(first.val_accuracy, evaluation.val_accuracy) {
-            let epochs = |e: f64| at.in_epochs.then_some(e);
             evaluation.curve = Some(CurvePrediction {
-                first_seconds: at.seconds.0,
+                first_seconds: seconds.0,
                 first_val_accuracy: first.val_accuracy,
-                second_seconds: at.seconds.1,
+                second_seconds: seconds.1,
                 target_seconds: curve.target_seconds,
                 predicted_val_accuracy,
                 first_train_accuracy: Some(first.train_accuracy),
                 predicted_train_accuracy: predict(first.train_accuracy, evaluation.train_accuracy),
-                first_epochs: epochs(at.first),
-                second_epochs: epochs(at.second),
-                target_epochs: epochs(at.target),
+                first_epochs: epochs.map(|e| e.0),
+                second_epochs: epochs.map(|e| e.1),
+                target_epochs: epochs.map(|e| e.2),
             });
         }
     }
@@ -655,16 +640,6 @@ pub fn train_and_measure(
         model: trained,
         evaluation: Some(evaluation),
     })
-}
-
-/// Where a learning curve is drawn and read: both trainings' lengths and the target's, in
-/// seconds or (`in_epochs`) in epochs, and both trainings' seconds.
-struct CurvePoints {
-    first: f64,
-    second: f64,
-    target: f64,
-    seconds: (f64, f64),
-    in_epochs: bool,
 }
 
 /// A batch of `n` images taken from the start of `data` (repeated when it has fewer).
