@@ -5,7 +5,8 @@
 //! ```sh
 //! cargo run --release --example discover_cifar10 -- DATA_DIR --minutes 30 [--config FILE] [--no-baseline]
 //!     [--curve-epochs E1,E2 | --curve T1,T2 | --fixed-proxy] [--curve-exponent X]
-//!     [--candidates K] [--search-share F] [--cutout N] [--tta-translate N] [--with-validation]
+//!     [--candidates K] [--search-share F] [--cutout N] [--tta-translate N] [--weight-decay W]
+//!     [--with-validation]
 //! ```
 //!
 //! DATA_DIR holds CIFAR-10 as the binary batches (`cifar-10-batches-bin/`, or that folder
@@ -40,7 +41,9 @@
 //! `--cutout N` adds cutout of N x N pixels (`augmentation.cutout`) to the final recipe, and so
 //! to the baseline's; `--tta-translate N` sets the final and baseline measurements' translate
 //! test-time augmentation (`tta_translate`, 2 pixels in `fast_final`; 0 switches it off). The
-//! search's short trainings keep `fast_search` as it is. `--with-validation` trains the final
+//! search's short trainings keep `fast_search` as it is. `--weight-decay W` sets the decoupled
+//! weight decay (`weight_decay`, 5e-4 in `fast_search` and `fast_final`) of the search's
+//! trainings, the final training and the baseline alike. `--with-validation` trains the final
 //! network and the baseline on the training and validation images together
 //! (`final.with_validation`): 10% more data, and a final validation accuracy the report marks
 //! as not held out.
@@ -71,7 +74,7 @@ use lemo_train::{CurveProxy, EpochStats, TrainConfig, TrainObserver};
 const USAGE: &str = "usage: discover_cifar10 DATA_DIR --minutes N [--config RUN_CONFIG.toml] \
                      [--no-baseline] [--curve-epochs E1,E2 | --curve T1,T2 | --fixed-proxy] \
                      [--curve-exponent X] [--candidates K] [--search-share F] [--cutout N] \
-                     [--tta-translate N] [--with-validation]";
+                     [--tta-translate N] [--weight-decay W] [--with-validation]";
 
 /// The command line.
 struct Args {
@@ -91,6 +94,8 @@ struct Args {
     cutout: u32,
     /// Translate TTA of the final recipe, when not `fast_final`'s (0: off).
     tta_translate: Option<u32>,
+    /// Decoupled weight decay of every recipe, when not the presets' own.
+    weight_decay: Option<f64>,
     /// Final training and baseline on training + validation images.
     with_validation: bool,
 }
@@ -111,6 +116,7 @@ fn parse_args() -> Result<Args, String> {
     let (mut curve, mut curve_exponent) = (Some(Curve::Epochs(1, 2)), None);
     let (mut candidates, mut search_share) = (4, 0.5);
     let (mut cutout, mut tta_translate, mut with_validation) = (0, None, false);
+    let mut weight_decay = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--minutes" => {
@@ -166,6 +172,13 @@ fn parse_args() -> Result<Args, String> {
                 let what = "a whole number of pixels";
                 tta_translate = Some(common::value(&mut args, "--tta-translate", what)?);
             }
+            "--weight-decay" => {
+                let w: f64 = common::value(&mut args, "--weight-decay", "a rate such as 5e-4")?;
+                if !(w.is_finite() && w >= 0.0) {
+                    return Err(format!("--weight-decay {w}: must be 0 or more"));
+                }
+                weight_decay = Some(w);
+            }
             "-h" | "--help" => return Err(String::new()),
             other if data.is_none() && !other.starts_with('-') => data = Some(other.into()),
             other => return Err(format!("unexpected argument `{other}`")),
@@ -182,6 +195,7 @@ fn parse_args() -> Result<Args, String> {
         search_share,
         cutout,
         tta_translate,
+        weight_decay,
         with_validation,
     })
 }
@@ -425,6 +439,9 @@ fn run(args: &Args) -> Result<String, String> {
             None
         }
     };
+    if let Some(w) = args.weight_decay {
+        search_recipe.weight_decay = w;
+    }
     config.search.training = search_recipe;
     let mut final_recipe = TrainConfig::fast_final();
     final_recipe.epochs = 500;
@@ -434,6 +451,9 @@ fn run(args: &Args) -> Result<String, String> {
     final_recipe.augmentation.cutout = args.cutout;
     if let Some(t) = args.tta_translate {
         final_recipe.tta_translate = t;
+    }
+    if let Some(w) = args.weight_decay {
+        final_recipe.weight_decay = w;
     }
     config.final_training.training = final_recipe;
     // What the search leaves of its share (it stops between iterations) goes to the final

@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release --example train_cifar10 -- DATA_DIR --seconds 1034 [--cutout N] \
-//!     [--tta-translate N] [--with-validation] [--seeds S1,S2,...] [--save DIR] NETWORK...
+//!     [--tta-translate N] [--weight-decay W] [--with-validation] [--seeds S1,S2,...] \
+//!     [--save DIR] NETWORK...
 //! cargo run --release --example train_cifar10 -- DATA_DIR --evaluate SAVED_DIR...
 //! ```
 //!
@@ -13,7 +14,8 @@
 //! architect's first network. The split is the benchmark's: 10% of the training images
 //! (stratified, seed 0) for validation. `--cutout N` adds cutout of N x N pixels to the recipe's
 //! augmentation (`augmentation.cutout`); `--tta-translate N` sets the translate test-time
-//! augmentation (`tta_translate`, 2 pixels in `fast_final`; 0 switches it off).
+//! augmentation (`tta_translate`, 2 pixels in `fast_final`; 0 switches it off);
+//! `--weight-decay W` the decoupled weight decay (`weight_decay`, `fast_final`'s when not given).
 //! `--with-validation` trains on the training and validation images together, as
 //! `discover_cifar10 --with-validation` does its final training (its `val_accuracy` is then not
 //! held out). `--seeds S1,S2,...` trains every network once per seed (the training seed:
@@ -43,7 +45,7 @@ use lemo_train::{
 };
 
 const USAGE: &str = "usage: train_cifar10 DATA_DIR --seconds S [--cutout N] [--tta-translate N] \
-                     [--with-validation] [--seeds S1,S2,...] [--save DIR] NETWORK... (a JSON file or `starter`)\n       \
+                     [--weight-decay W] [--with-validation] [--seeds S1,S2,...] [--save DIR] NETWORK... (a JSON file or `starter`)\n       \
                      train_cifar10 DATA_DIR --evaluate SAVED_DIR...";
 
 /// What the command line asks for.
@@ -54,6 +56,8 @@ struct Args {
     cutout: u32,
     /// Translate TTA, when not `fast_final`'s.
     tta_translate: Option<u32>,
+    /// Decoupled weight decay, when not `fast_final`'s.
+    weight_decay: Option<f64>,
     /// Train on the training and validation images together.
     with_validation: bool,
     /// Training seeds, each network trained once per seed (empty: the recipe's own).
@@ -84,7 +88,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut data, mut seconds, mut networks) = (None, None, Vec::new());
     let (mut cutout, mut tta_translate, mut save, mut evaluate) = (0, None, None, false);
-    let (mut with_validation, mut seeds) = (false, Vec::new());
+    let (mut with_validation, mut seeds, mut weight_decay) = (false, Vec::new(), None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => {
@@ -100,6 +104,13 @@ fn parse_args() -> Result<Args, String> {
             "--tta-translate" => {
                 let what = "a whole number of pixels";
                 tta_translate = Some(common::value(&mut args, "--tta-translate", what)?);
+            }
+            "--weight-decay" => {
+                let w: f64 = common::value(&mut args, "--weight-decay", "a rate such as 5e-4")?;
+                if !(w.is_finite() && w >= 0.0) {
+                    return Err(format!("--weight-decay {w}: must be 0 or more"));
+                }
+                weight_decay = Some(w);
             }
             "--save" => save = Some(PathBuf::from(args.next().ok_or("--save needs a folder")?)),
             "--seeds" => {
@@ -129,6 +140,7 @@ fn parse_args() -> Result<Args, String> {
         seconds,
         cutout,
         tta_translate,
+        weight_decay,
         with_validation,
         seeds,
         save,
@@ -164,6 +176,9 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(t) = args.tta_translate {
         recipe.tta_translate = t;
     }
+    if let Some(w) = args.weight_decay {
+        recipe.weight_decay = w;
+    }
     let splits = if args.with_validation {
         splits
             .with_validation_in_training()
@@ -195,10 +210,11 @@ fn run(args: &Args) -> Result<(), String> {
         for (i, (name, graph)) in names.iter().zip(&graphs).enumerate() {
             eprintln!(
                 "{name}: {} parameters, {seconds} s, seed {seed}, cutout {}, tta_translate {}, \
-                 {} training images, {} validation images",
+                 weight_decay {}, {} training images, {} validation images",
                 graph.params(),
                 args.cutout,
                 recipe.tta_translate,
+                recipe.weight_decay,
                 splits.train.len(),
                 splits.val.len()
             );
