@@ -173,11 +173,9 @@ fn parse_args() -> Result<Args, String> {
                 tta_translate = Some(common::value(&mut args, "--tta-translate", what)?);
             }
             "--weight-decay" => {
-                let w: f64 = common::value(&mut args, "--weight-decay", "a rate such as 5e-4")?;
-                if !(w.is_finite() && w >= 0.0) {
-                    return Err(format!("--weight-decay {w}: must be 0 or more"));
-                }
-                weight_decay = Some(w);
+                // Ranges are the recipe's own check (`TrainConfig::check`).
+                let what = "a rate such as 5e-4";
+                weight_decay = Some(common::value(&mut args, "--weight-decay", what)?);
             }
             "-h" | "--help" => return Err(String::new()),
             other if data.is_none() && !other.starts_with('-') => data = Some(other.into()),
@@ -490,6 +488,8 @@ fn run(args: &Args) -> Result<String, String> {
         args.candidates
     ));
 
+    // The command line's recipe settings, checked as a config file's would be.
+    config.validate().map_err(|e| e.to_string())?;
     let mut discovery = Discovery::from_config(config)
         .map_err(|e| e.to_string())?
         .with_data(data)

@@ -106,11 +106,9 @@ fn parse_args() -> Result<Args, String> {
                 tta_translate = Some(common::value(&mut args, "--tta-translate", what)?);
             }
             "--weight-decay" => {
-                let w: f64 = common::value(&mut args, "--weight-decay", "a rate such as 5e-4")?;
-                if !(w.is_finite() && w >= 0.0) {
-                    return Err(format!("--weight-decay {w}: must be 0 or more"));
-                }
-                weight_decay = Some(w);
+                // Ranges are the recipe's own check (`TrainConfig::check`).
+                let what = "a rate such as 5e-4";
+                weight_decay = Some(common::value(&mut args, "--weight-decay", what)?);
             }
             "--save" => save = Some(PathBuf::from(args.next().ok_or("--save needs a folder")?)),
             "--seeds" => {
@@ -179,6 +177,7 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(w) = args.weight_decay {
         recipe.weight_decay = w;
     }
+    recipe.check().map_err(|e| e.to_string())?;
     let splits = if args.with_validation {
         splits
             .with_validation_in_training()
