@@ -488,8 +488,8 @@ fn run(args: &Args) -> Result<String, String> {
         args.candidates
     ));
 
-    // The command line's recipe settings, checked as a config file's would be.
-    config.validate().map_err(|e| e.to_string())?;
+    // The command line's recipe settings are checked as a config file's would be, by
+    // `discover` before anything runs.
     let mut discovery = Discovery::from_config(config)
         .map_err(|e| e.to_string())?
         .with_data(data)

@@ -360,10 +360,15 @@ impl Discovery {
         Ok(d)
     }
 
-    /// Starts a new run in a fresh timestamped directory under `config.run.out_dir`.
+    /// Starts a new run in a fresh timestamped directory under `config.run.out_dir`. A config
+    /// that [`RunConfig::validate`] rejects (one built in code) stops it with
+    /// [`LemoError::Config`], and data that does not load stops it, before any directory is
+    /// made.
     pub fn discover(&mut self) -> Result<RunSummary, LemoError> {
         let out = self.config.run.out_dir.clone();
         self.preflight(&RunDir::new(&out))?;
+        // Data that does not load stops the run before it leaves an empty directory.
+        self.data()?;
         let dir = RunDir::create_timestamped(&out).map_err(io_err(&out))?;
         self.discover_in(dir)
     }
@@ -545,8 +550,11 @@ impl Discovery {
         })
     }
 
-    /// What can be checked before a run directory is made: the SLURM commands are there.
+    /// What can be checked before a run directory is made: the config's values (as the TOML
+    /// reader checks them), and that the SLURM commands are there.
     fn preflight(&self, dir: &RunDir) -> Result<(), LemoError> {
+        // A config built in code has not been through the TOML reader's checks.
+        self.config.validate()?;
         let x = &self.config.executor;
         if x.kind == ExecutorKind::Slurm {
             SlurmRunner::new(

@@ -490,3 +490,59 @@ fn wall_clock_and_energy_budgets_stop_the_search() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn a_config_built_in_code_is_checked_before_the_run_starts() -> TestResult {
+    // No TOML reader saw this config: `discover` itself must refuse it, before any directory.
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(2, tmp.path());
+    config.search.candidates = 0;
+    let dir = RunDir::new(tmp.path().join("run"));
+    let err = discovery(config.clone(), offline(&config))
+        .discover_in(dir.clone())
+        .err()
+        .ok_or("a run with no candidates started")?;
+    assert!(
+        matches!(&err, lemo::LemoError::Config(_)),
+        "expected a config error, got {err}"
+    );
+    assert!(err.to_string().contains("search.candidates"), "{err}");
+    assert!(!dir.root().exists(), "the run directory was made");
+    let err = discovery(config.clone(), offline(&config))
+        .discover()
+        .err()
+        .ok_or("a run with no candidates started")?;
+    assert!(matches!(err, lemo::LemoError::Config(_)), "{err}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path())?.count(),
+        0,
+        "a directory was made"
+    );
+    Ok(())
+}
+
+#[test]
+fn data_that_does_not_load_leaves_no_run_directory() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let mut config = quick_config(2, tmp.path());
+    config.data.dataset = lemo_train::data::DatasetSpec::Cifar10 {
+        dir: tmp.path().join("no-such-cifar"),
+    };
+    let err = lemo::Discovery::new(
+        config.clone(),
+        offline(&config),
+        Box::new(common::FakeTrainer::default()),
+        Box::new(lemo_energy::NoMeter),
+        Box::new(lemo_expert::PaperRuleBook),
+    )
+    .discover()
+    .err()
+    .ok_or("a run without data started")?;
+    assert!(err.to_string().contains("no-such-cifar"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path())?.count(),
+        0,
+        "a directory was made"
+    );
+    Ok(())
+}
