@@ -444,6 +444,8 @@ pub fn train_and_measure(
     let mut step_lr = lr;
     let window = meter.start()?;
     let train_start = Instant::now();
+    // Seconds since `train_start` at the end of the last step.
+    let mut trained_seconds = 0.0f64;
     'epochs: for epoch in 0..config.epochs {
         observer.on_epoch_start(epoch, config.epochs);
         let epoch_start = Instant::now();
@@ -473,24 +475,28 @@ pub fn train_and_measure(
             }
             hits += correct(logits, y)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
+            // The schedule's position: the share of the steps, or of the wall-clock cap, spent
+            // before this step, whichever is further. Both are 0 at the first step, so a run
+            // whose cap does not bind follows the steps alone, the same in every run.
             step_lr = match &config.schedule {
                 Some(schedule) => {
                     let by_steps = step as f64 / total_steps as f64;
                     let by_clock = config
                         .budget
                         .max_wall_seconds
-                        .map_or(0.0, |cap| train_start.elapsed().as_secs_f64() / cap);
+                        .map_or(0.0, |cap| trained_seconds / cap);
                     lr * schedule.factor(by_steps.max(by_clock))
                 }
                 None => lr,
             };
             model = optim.step(step_lr, model, grads);
             step += 1;
+            trained_seconds = train_start.elapsed().as_secs_f64();
             loss_sum += value * n as f64;
             seen += n;
             observer.on_batch(b + 1, total);
             if let Some(cap) = config.budget.max_wall_seconds
-                && train_start.elapsed().as_secs_f64() >= cap
+                && trained_seconds >= cap
             {
                 status = Status::WallClockBudget { epoch, batch: b };
                 break;

@@ -1359,24 +1359,35 @@ fn backward_impl(
         a
     };
 
-    // Partial sums per rayon task (not per chunk), added up at the end.
+    // Partial sums per run of `group` consecutive chunks (one run per thread), added up in
+    // run order at the end. The runs are fixed by the chunk count and the thread count, not by
+    // work stealing (rayon's `fold` + `reduce` would group and add the chunks differently from
+    // one call to the next), so the same inputs give the same gradient bit for bit.
+    let group = split
+        .chunks
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(1);
+    let in_order = |partials: Vec<Partial>| partials.into_iter().fold(zero(), sum);
     let (du, db) = match (dx.as_mut(), inner) {
-        (Some(d), false) => d
-            .par_chunks_mut(split.per * in_len)
-            .enumerate()
-            .map(|(chunk, dxc)| (chunk, Some(dxc)))
-            .fold(zero, work)
-            .reduce(zero, sum),
+        (Some(d), false) => in_order(
+            d.par_chunks_mut(split.per * in_len)
+                .enumerate()
+                .map(|(chunk, dxc)| (chunk, Some(dxc)))
+                .fold_chunks(group, zero, work)
+                .collect(),
+        ),
         (Some(d), true) => d
             .chunks_mut(split.per * in_len)
             .enumerate()
             .map(|(chunk, dxc)| (chunk, Some(dxc)))
             .fold(zero(), work),
-        (None, false) => (0..split.chunks)
-            .into_par_iter()
-            .map(|chunk| (chunk, None))
-            .fold(zero, work)
-            .reduce(zero, sum),
+        (None, false) => in_order(
+            (0..split.chunks)
+                .into_par_iter()
+                .map(|chunk| (chunk, None))
+                .fold_chunks(group, zero, work)
+                .collect(),
+        ),
         (None, true) => (0..split.chunks)
             .map(|chunk| (chunk, None))
             .fold(zero(), work),
@@ -1582,6 +1593,35 @@ mod tests {
             check(&g, relu);
             check_pooled(&g, relu);
         }
+    }
+
+    #[test]
+    fn the_backward_pass_gives_the_same_gradients_bit_for_bit_every_time() {
+        // Many chunks of 4 images (64 tiles) over 3 threads: runs of chunks per thread. Work
+        // stealing changes which chunks a thread takes from call to call; the sums must not
+        // depend on it (training with the same seeds must take the same path).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
+        let g = geometry(96, 16, 16, [16, 16], [1, 1, 1, 1]);
+        let x = values(g.batch * g.c_in * g.h * g.w, 5);
+        let w = values(g.c_out * g.c_in * 9, 6);
+        let dy = values(g.batch * g.c_out * g.h * g.w, 7);
+        pool.install(|| {
+            for need_x in [true, false] {
+                let first = backward(&g, &x, &w, &dy, need_x);
+                for _ in 0..12 {
+                    let again = backward(&g, &x, &w, &dy, need_x);
+                    let same = |a: &[f32], b: &[f32]| {
+                        a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())
+                    };
+                    assert!(same(&again.weight, &first.weight), "dw, need_x {need_x}");
+                    assert!(same(&again.bias, &first.bias), "db, need_x {need_x}");
+                    assert_eq!(again.x, first.x, "dx");
+                }
+            }
+        });
     }
 
     #[test]
