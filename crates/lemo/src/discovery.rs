@@ -366,18 +366,21 @@ impl Discovery {
     /// made.
     pub fn discover(&mut self) -> Result<RunSummary, LemoError> {
         let out = self.config.run.out_dir.clone();
-        self.preflight(&RunDir::new(&out))?;
-        // Data that does not load stops the run before it leaves an empty directory.
-        self.data()?;
+        let data = self.preflight(&RunDir::new(&out))?;
         let dir = RunDir::create_timestamped(&out).map_err(io_err(&out))?;
-        self.discover_in(dir)
+        self.start(dir, data)
     }
 
-    /// Starts a new run in `dir` (created if needed; it must not hold a journal yet).
+    /// Starts a new run in `dir` (created if needed; it must not hold a journal yet), after the
+    /// same checks as [`discover`](Self::discover).
     pub fn discover_in(&mut self, dir: RunDir) -> Result<RunSummary, LemoError> {
-        self.preflight(&dir)?;
+        let data = self.preflight(&dir)?;
+        self.start(dir, data)
+    }
+
+    /// Writes the config and the journal's first event into `dir` and runs the loop.
+    fn start(&mut self, dir: RunDir, data: RunData) -> Result<RunSummary, LemoError> {
         std::fs::create_dir_all(dir.root()).map_err(io_err(dir.root()))?;
-        let data = self.data()?;
         let toml = self.config.to_toml_string()?;
         let config_path = dir.config();
         std::fs::write(&config_path, toml).map_err(io_err(&config_path))?;
@@ -550,10 +553,10 @@ impl Discovery {
         })
     }
 
-    /// What can be checked before a run directory is made: the config's values (as the TOML
-    /// reader checks them), and that the SLURM commands are there.
-    fn preflight(&self, dir: &RunDir) -> Result<(), LemoError> {
-        // A config built in code has not been through the TOML reader's checks.
+    /// What is done before a run directory is made, so that a run that cannot start leaves
+    /// none: the config's values are checked (as the TOML reader checks them; a config built in
+    /// code has not been through it), the SLURM commands are looked up, and the data is loaded.
+    fn preflight(&mut self, dir: &RunDir) -> Result<RunData, LemoError> {
         self.config.validate()?;
         let x = &self.config.executor;
         if x.kind == ExecutorKind::Slurm {
@@ -565,7 +568,7 @@ impl Discovery {
                 self.config.search.candidates,
             )?;
         }
-        Ok(())
+        self.data()
     }
 
     /// Builds the configured executor (none in process), checks that a SLURM cluster sees the

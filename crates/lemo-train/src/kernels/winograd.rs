@@ -1367,7 +1367,7 @@ fn backward_impl(
         .chunks
         .div_ceil(rayon::current_num_threads().max(1))
         .max(1);
-    let in_order = |partials: Vec<Partial>| partials.into_iter().fold(zero(), sum);
+    let in_order = |partials: Vec<Partial>| partials.into_iter().reduce(sum).unwrap_or_else(zero);
     let (du, db) = match (dx.as_mut(), inner) {
         (Some(d), false) => in_order(
             d.par_chunks_mut(split.per * in_len)
